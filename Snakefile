@@ -17,9 +17,11 @@ include: "workflow/rules/common.smk"
 
 wildcard_constraints:
     run=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
-    shard=r"[A-Za-z0-9_.-]+",
+    shard=r"[0-9]{3}",
+    model=r"(vae|cvae-[a-z+]+)-d[0-9]+",
 
 include: "workflow/rules/environment.smk"
+include: "workflow/rules/spectra.smk"
 
 
 rule all:

@@ -70,12 +70,14 @@ def _set_threads(n: int) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from galforge.environment import cli as environment_cli
+    from galforge.spectra import cli as spectra_cli
 
     parser = argparse.ArgumentParser(prog="galforge", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"galforge {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     add_command(sub, "config-check", _config_check, "validate a configuration and print it resolved")
     environment_cli.register(sub)
+    spectra_cli.register(sub)
     return parser
 
 

@@ -25,7 +25,7 @@ import jsonschema
 import yaml
 
 #: Studies whose workflow is implemented. Listing another one in `studies` is an error.
-IMPLEMENTED_STUDIES: tuple[str, ...] = ("environment",)
+IMPLEMENTED_STUDIES: tuple[str, ...] = ("environment", "spectra")
 
 
 class ConfigError(ValueError):
@@ -85,6 +85,9 @@ def _scale_presets(scale: str) -> dict[str, Any]:
     """Scale-dependent defaults, one entry per study section."""
     from galforge.environment.model_settings import PRESETS as ENV_MODEL_PRESETS
     from galforge.mock.environment import PRESETS as ENV_MOCK_PRESETS
+    from galforge.mock.spectra import PRESETS as SPEC_MOCK_PRESETS
+    from galforge.spectra.model_settings import PRESETS as SPEC_MODEL_PRESETS
+    from galforge.spectra.model_settings import TRAIN_PRESETS as SPEC_TRAIN_PRESETS
 
     return {
         "environment": {
@@ -92,7 +95,15 @@ def _scale_presets(scale: str) -> dict[str, Any]:
             "model": ENV_MODEL_PRESETS[scale],
             "train": ENV_TRAIN_PRESETS[scale],
             "stats": ENV_STATS_PRESETS[scale],
-        }
+        },
+        "spectra": {
+            "mock": SPEC_MOCK_PRESETS[scale],
+            "model": SPEC_MODEL_PRESETS[scale],
+            "train": SPEC_TRAIN_PRESETS[scale],
+            "grid": SPEC_GRID_PRESETS[scale],
+            "preprocess": SPEC_PREPROCESS_PRESETS[scale],
+            "analysis": SPEC_ANALYSIS_PRESETS[scale],
+        },
     }
 
 
@@ -112,17 +123,47 @@ ENV_STATS_PRESETS: dict[str, dict[str, Any]] = {
     "paper": {"n_latents": 16, "n_shuffles": 50, "n_boot": 200},
 }
 
+#: The spectra study's model grid (``spectra.grid``): latent sizes x condition sets, one
+#: training job per pair. Conditions are short names (mstar, sfr, ssfr, z = 12 + log O/H);
+#: [] is the plain VAE. demo: the VAE over d = 1..6 (the mock plants 4 parameters) and a
+#: CVAE given sSFR and metallicity, which carry two of the four (so it needs fewer latents).
+SPEC_GRID_PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {"latent_dims": [1, 2], "conditions": [[], ["ssfr"]]},
+    "demo": {"latent_dims": [1, 2, 3, 4, 5, 6], "conditions": [[], ["ssfr", "z"]]},
+    "paper": {"latent_dims": [1, 2, 3, 4, 5, 6, 7, 8],
+              "conditions": [[], ["mstar"], ["sfr"], ["ssfr"], ["z"], ["mstar", "sfr"],
+                             ["mstar", "z"], ["ssfr", "z"], ["mstar", "sfr", "z"]]},
+}
+#: Preprocessing presets (``spectra.preprocess``): fewer infill components at tiny scale.
+SPEC_PREPROCESS_PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {"infill_components": 5, "infill_fit_max": 500},
+    "demo": {},
+    "paper": {"infill_fit_max": 5000},
+}
+#: Analysis presets (``spectra.analysis``): fewer resamples and SHAP spectra when small.
+SPEC_ANALYSIS_PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {"n_shuffles": 10, "shap_background": 16, "shap_explain": 8, "n_bins": 8,
+             "min_count": 2},
+    "demo": {},
+    "paper": {"shap_background": 128, "shap_explain": 300, "n_bins": 30},
+}
+
 
 def _section_validators() -> dict[tuple[str, ...], Callable[[dict[str, Any]], Any]]:
     """Typed settings classes that own the free-form sections (reject unknown keys)."""
     from galforge.environment.analysis import StatsSettings
     from galforge.environment.envparams import EnvSettings
-    from galforge.environment.model_settings import EnvironmentModelSettings
-    from galforge.environment.training import SplitSettings
-    from galforge.train.config import TrainConfig
     from galforge.environment.footprint import FootprintSettings
     from galforge.environment.maps import MapSettings
+    from galforge.environment.model_settings import EnvironmentModelSettings
+    from galforge.environment.training import SplitSettings
     from galforge.mock.environment import MockEnvironmentSettings
+    from galforge.mock.spectra import MockSpectraSettings
+    from galforge.spectra.analysis import AnalysisSettings
+    from galforge.spectra.model_settings import SpectraModelSettings
+    from galforge.spectra.preprocess import PreprocessSettings
+    from galforge.spectra.selection import SelectionSettings
+    from galforge.train.config import TrainConfig
 
     return {
         ("environment", "mock"): MockEnvironmentSettings.from_dict,
@@ -133,6 +174,12 @@ def _section_validators() -> dict[tuple[str, ...], Callable[[dict[str, Any]], An
         ("environment", "train"): TrainConfig.from_dict,
         ("environment", "split"): lambda d: SplitSettings(**d),
         ("environment", "stats"): StatsSettings.from_dict,
+        ("spectra", "selection"): SelectionSettings.from_dict,
+        ("spectra", "mock"): MockSpectraSettings.from_dict,
+        ("spectra", "preprocess"): PreprocessSettings.from_dict,
+        ("spectra", "model"): SpectraModelSettings.from_dict,
+        ("spectra", "train"): TrainConfig.from_dict,
+        ("spectra", "analysis"): AnalysisSettings.from_dict,
     }
 
 
@@ -149,6 +196,7 @@ def _semantic_checks(cfg: dict[str, Any]) -> None:
             f"environment.catalog.zmin: {cat['zmin']} must be below "
             f"environment.catalog.zmax ({cat['zmax']})"
         )
+    _check_spectra_grid(cfg["spectra"]["grid"])
     for path, from_dict in _section_validators().items():
         section: Any = cfg
         for p in path:
@@ -157,6 +205,19 @@ def _semantic_checks(cfg: dict[str, Any]) -> None:
             from_dict(section)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{'.'.join(path)}: {exc}") from None
+
+
+def _check_spectra_grid(grid: Mapping[str, Any]) -> None:
+    """Every (condition set, latent size) of ``spectra.grid`` must name one distinct model."""
+    from galforge.spectra.model_settings import grid_model_ids
+
+    for key in ("latent_dims", "conditions"):
+        if key not in grid:
+            raise ConfigError(f"spectra.grid.{key}: missing")
+    try:
+        grid_model_ids(grid["conditions"], grid["latent_dims"])
+    except ValueError as exc:
+        raise ConfigError(f"spectra.grid.conditions: {exc}") from None
 
 
 def resolve_config(raw: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -34,3 +34,12 @@ def atomic_path(dest: str | os.PathLike, suffix: str | None = None) -> Iterator[
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+
+
+def write_json(obj: object, path: str | os.PathLike) -> Path:
+    """Write a small JSON report atomically (indented; NumPy scalars as floats)."""
+    import json
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=float) + "\n")
+    return Path(path)

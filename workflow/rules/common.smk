@@ -56,6 +56,8 @@ def all_targets():
     targets = []
     if study_enabled("environment"):
         targets += environment_targets()
+    if study_enabled("spectra"):
+        targets += spectra_targets()
     return targets
 
 
@@ -148,3 +150,119 @@ def environment_archive_table():
     """Cache path of the SDSS DR7 galaxy table for this run's redshift range."""
     cat = config["environment"]["catalog"]
     return f"{CACHE}/sdss/dr7_galaxies_z{cat['zmin']}-{cat['zmax']}.fits"
+
+
+# ---------------------------------------------------------------- spectra study
+
+
+def spectra_on_mock():
+    return config["source"] == "mock"
+
+
+#: Figure stems of the spectra study (galforge.spectra.figure_set.FIGURES).
+SPECTRA_FIGURES = (
+    "fig1_latent_property_maps",
+    "fig2_bic_grid",
+    "fig3_component_sweeps",
+    "fig4_mutual_information",
+    "fig5_cvae_condition_sweeps",
+    "fig6_shap",
+    "pca_variance",
+    "loss_curves",
+)
+
+
+def spectra_targets():
+    targets = [
+        res("spectra", "spectra.h5"),
+        res("spectra", "tables/bic.csv"),
+        res("spectra", "tables/pca_variance.csv"),
+        res("spectra", "tables/mi.csv"),
+        res("spectra", "tables/truth_recovery.json"),
+        res("spectra", "latent_catalog.parquet"),
+    ]
+    targets += expand(res("spectra", "figures/{stem}.{ext}"), stem=SPECTRA_FIGURES,
+                      ext=("pdf", "png"))
+    if spectra_on_mock():
+        targets += expand(res("spectra", "figures/truth_recovery.{ext}"), ext=("pdf", "png"))
+    return targets
+
+
+def spectra_truth_figure():
+    """The mock's planted-truth figure (mock only)."""
+    if not spectra_on_mock():
+        return {}
+    return {
+        "truth_png": report(
+            res("spectra", "figures/truth_recovery.png"),
+            caption="../report/spectra_truth.rst",
+            category="Spectra",
+            labels={"figure": "Planted truth recovered"},
+        ),
+        "truth_pdf": res("spectra", "figures/truth_recovery.pdf"),
+    }
+
+
+def spectra_figure_inputs(wildcards):
+    inputs = {
+        "spectra": res("spectra", "spectra.h5"),
+        "catalog": res("spectra", "latent_catalog.parquet"),
+        "bic": res("spectra", "tables/bic.csv"),
+        "pca": res("spectra", "tables/pca_variance.csv"),
+        "mi": res("spectra", "tables/mi.csv"),
+        "arrays": res("spectra", "analysis.h5"),
+        "metrics": expand(res("spectra", "models/{model}/metrics.csv"), model=spectra_model_ids()),
+    }
+    if spectra_on_mock():
+        inputs["truth"] = res("spectra", "mock/truth.parquet")
+    return inputs
+
+
+def spectra_shards():
+    """Shard labels: spectra are split by plate so that a cluster spreads them over jobs."""
+    if spectra_on_mock():
+        n = config["spectra"]["mock_shards"]
+    else:
+        n = config["spectra"]["archive"]["n_shards"]
+    return [f"{i:03d}" for i in range(n)]
+
+
+def spectra_model_ids():
+    """One model per (condition set, latent size) of the grid: vae-d3, cvae-mstar+sfr-d2, ..."""
+    from galforge.spectra.model_settings import grid_model_ids
+
+    grid = config["spectra"]["grid"]
+    return grid_model_ids(grid["conditions"], grid["latent_dims"])
+
+
+def spectra_catalog_inputs(wildcards):
+    """GSWLC and the MPA-JHU metallicities: the mock's files, or the archive's."""
+    if spectra_on_mock():
+        return {
+            "gswlc": res("spectra", "mock/gswlc.fits"),
+            "info": res("spectra", "mock/mpajhu/gal_info_dr7_v5_2.fit.gz"),
+            "oh": res("spectra", "mock/mpajhu/gal_fiboh_dr7_v5_2.fits.gz"),
+        }
+    return {
+        "gswlc": f"{CACHE}/gswlc/GSWLC-X2.dat",
+        "info": f"{CACHE}/mpajhu/gal_info_dr7_v5_2.fit.gz",
+        "oh": f"{CACHE}/mpajhu/gal_fiboh_dr7_v5_2.fits.gz",
+    }
+
+
+def spectra_shard_inputs(wildcards):
+    inputs = spectra_catalog_inputs(wildcards)
+    where = "mock" if spectra_on_mock() else "archive"
+    inputs["manifest"] = res("spectra", f"{where}/manifests/shard-{wildcards.shard}.csv")
+    return inputs
+
+
+def spectra_analysis_inputs(wildcards):
+    inputs = {
+        "spectra": res("spectra", "spectra.h5"),
+        "bic": res("spectra", "tables/bic.csv"),
+        "models": expand(res("spectra", "models/{model}/model.pt"), model=spectra_model_ids()),
+    }
+    if spectra_on_mock():
+        inputs["truth"] = res("spectra", "mock/truth.parquet")
+    return inputs

@@ -62,6 +62,17 @@ with the ``MEDIAN`` of the likelihood (plus P2P5, P16, P84, P97P5, MODE, AVG).
 :func:`read_mpajhu` reads them and :func:`join_properties` matches them to the
 galaxies on (plate, mjd, fiberID) into ``lgm_tot_p50``, ``sfr_tot_p50``,
 ``specsfr_tot_p50`` (:data:`galforge.archives.formats.SDSS_PROPERTY_COLUMNS`).
+
+Gas-phase metallicity (spectra study): ``gal_fiboh_dr7_v5_2.fits.gz``, row-aligned
+with ``gal_info``, holds the likelihood of the fibre 12 + log(O/H) of star-forming
+galaxies (Tremonti et al. 2004, ApJ 613, 898; Brinchmann et al. 2004) with the
+same ``MEDIAN``/``P16``/``P84``/... columns. ``read_mpajhu(info, fiboh=...)`` adds
+its ``MEDIAN`` as ``oh_p50`` (:data:`MPAJHU_OH_COLUMN`); galaxies without an
+estimate carry a placeholder at or below -99, read as NaN. The two files are
+listed in :data:`MPAJHU_DR7_OH_FILES` / :data:`MPAJHU_DR7_OH_URLS`, apart from
+:data:`MPAJHU_DR7_FILES` so that the environment study fetches what it always
+did. :func:`write_mpajhu_oh` writes both files in the release layout (the mock
+uses it).
 """
 
 from __future__ import annotations
@@ -94,7 +105,10 @@ __all__ = [
     "MAIN_SAMPLE_TARGET_MASK",
     "MPAJHU_DR7_BASE_URL",
     "MPAJHU_DR7_FILES",
+    "MPAJHU_DR7_OH_FILES",
+    "MPAJHU_DR7_OH_URLS",
     "MPAJHU_DR7_URLS",
+    "MPAJHU_OH_COLUMN",
     "ArchiveUnreachableError",
     "SDSSQueryError",
     "build_dr7_queries",
@@ -103,6 +117,7 @@ __all__ = [
     "parse_cas_csv",
     "read_mpajhu",
     "write_galaxy_table",
+    "write_mpajhu_oh",
 ]
 
 log = logging.getLogger(__name__)
@@ -179,6 +194,21 @@ MPAJHU_PROPERTY_SOURCES: dict[str, str] = {
 }
 #: MPA-JHU values at or below this are placeholders for failed fits (-99, -9999, ...).
 MPAJHU_SENTINEL_MAX = -99.0
+#: MPA-JHU DR7 files of the gas-phase metallicity (spectra study): ``gal_info``
+#: (spectrum keys) and, row-aligned with it, the fibre 12 + log(O/H) likelihood.
+MPAJHU_DR7_OH_FILES: dict[str, str] = {
+    "info": MPAJHU_DR7_FILES["info"],
+    "fiboh": "gal_fiboh_dr7_v5_2.fits.gz",
+}
+#: Download URLs of :data:`MPAJHU_DR7_OH_FILES`.
+MPAJHU_DR7_OH_URLS: dict[str, str] = {
+    k: MPAJHU_DR7_BASE_URL + v for k, v in MPAJHU_DR7_OH_FILES.items()
+}
+#: Column that :func:`read_mpajhu` fills from the ``fiboh`` file's ``MEDIAN``.
+MPAJHU_OH_COLUMN = "oh_p50"
+#: Placeholder :func:`write_mpajhu_oh` writes for a galaxy without an estimate
+#: (any value at or below :data:`MPAJHU_SENTINEL_MAX` reads as NaN).
+MPAJHU_OH_MISSING = -99.9
 
 _FITS_DTYPES: dict[str, type[np.generic]] = {
     "K": np.int64,
@@ -678,6 +708,7 @@ def read_mpajhu(
     lgm_tot: str | os.PathLike | None = None,
     sfr_tot: str | os.PathLike | None = None,
     specsfr_tot: str | os.PathLike | None = None,
+    fiboh: str | os.PathLike | None = None,
 ) -> Table:
     """Read the MPA-JHU DR7 files into one table keyed by (plate, mjd, fiberID).
 
@@ -689,6 +720,10 @@ def read_mpajhu(
         ``totlgm_dr7_v5_2.fit.gz``, ``gal_totsfr_dr7_v5_2.fits.gz``,
         ``gal_totspecsfr_dr7_v5_2.fits.gz``; row-aligned with ``info``, their
         ``MEDIAN`` becomes ``lgm_tot_p50``, ``sfr_tot_p50``, ``specsfr_tot_p50``.
+    fiboh : path, optional
+        ``gal_fiboh_dr7_v5_2.fits.gz`` (row-aligned with ``info``); its
+        ``MEDIAN`` 12 + log(O/H) (Tremonti et al. 2004) becomes ``oh_p50``
+        (float32, after the other columns).
 
     Returns
     -------
@@ -724,7 +759,110 @@ def read_mpajhu(
         values[~np.isfinite(values) | (values <= MPAJHU_SENTINEL_MAX)] = np.nan
         _fmt, unit, desc = SDSS_PROPERTY_COLUMNS[prop]
         table[prop] = Column(values.astype(np.float32), unit=unit or None, description=desc)
+    if fiboh is not None:
+        path = Path(fiboh)
+        cols, n = _fits_columns(path, ["MEDIAN"])
+        if n != n_info:
+            raise InputError(
+                f"{path}: {n} rows, but {info} has {n_info}; the MPA-JHU files must be "
+                f"row-aligned (same release, v5_2)"
+            )
+        values = cols["MEDIAN"].astype(np.float64)
+        values[~np.isfinite(values) | (values <= MPAJHU_SENTINEL_MAX)] = np.nan
+        table[MPAJHU_OH_COLUMN] = Column(
+            values.astype(np.float32),
+            description="12 + log10(O/H), fibre, median of the PDF (Tremonti et al. 2004)",
+        )
     return table
+
+
+def write_mpajhu_oh(
+    plate: Any,
+    mjd: Any,
+    fiber: Any,
+    oh: Any,
+    info_dest: str | os.PathLike,
+    oh_dest: str | os.PathLike,
+    *,
+    oh_err: Any = 0.05,
+    z: Any = None,
+) -> tuple[Path, Path]:
+    """Write ``gal_info`` and ``gal_fiboh`` files in the MPA-JHU DR7 layout, atomically.
+
+    ``gal_info``: HDU 1 with ``PLATEID`` (int16), ``MJD`` (int32), ``FIBERID``
+    (int16) and, when ``z`` is given, ``Z`` (float32). ``gal_fiboh``: HDU 1,
+    row-aligned, with the likelihood summary columns of the release, ``AVG``,
+    ``ENTROPY``, ``MEDIAN``, ``P16``, ``P84``, ``MODE``, ``P2P5``, ``P97P5``
+    (float32), built from ``oh`` and a Gaussian width ``oh_err``; NaN in
+    ``oh`` is written as :data:`MPAJHU_OH_MISSING` in every column. A name
+    ending in ``.gz`` is gzip-compressed (the release names are
+    :data:`MPAJHU_DR7_OH_FILES`). :func:`read_mpajhu` reads both back.
+
+    Parameters
+    ----------
+    plate, mjd, fiber : array_like of int
+        Spectrum keys.
+    oh : array_like of float
+        12 + log(O/H); NaN where there is no estimate.
+    info_dest, oh_dest : path
+        Output files.
+    oh_err : float or array_like
+        1-sigma width used for the percentile columns.
+    z : array_like of float, optional
+        Redshifts for ``gal_info``'s ``Z``.
+
+    Returns
+    -------
+    tuple of pathlib.Path
+        ``(info_dest, oh_dest)``.
+
+    Raises
+    ------
+    InputError
+        Arrays of different lengths, or keys out of the int16/int32 ranges.
+    """
+    p = np.asarray(plate, dtype=np.int64)
+    m = np.asarray(mjd, dtype=np.int64)
+    f = np.asarray(fiber, dtype=np.int64)
+    med = np.asarray(oh, dtype=np.float64)
+    err = np.broadcast_to(np.asarray(oh_err, dtype=np.float64), med.shape)
+    n = len(p)
+    if not (len(m) == len(f) == len(med) == n) or (z is not None and len(z) != n):
+        raise InputError("write_mpajhu_oh: plate, mjd, fiber, oh (and z) must have one length")
+    if n and (p.min() < 0 or p.max() > 32767 or f.min() < 0 or f.max() > 32767 or m.min() < 0):
+        raise InputError("write_mpajhu_oh: plate and fiber must fit int16, mjd int32 (>= 0)")
+    info_cols = [
+        fits.Column(name="PLATEID", format="I", array=p.astype(np.int16)),
+        fits.Column(name="MJD", format="J", array=m.astype(np.int32)),
+        fits.Column(name="FIBERID", format="I", array=f.astype(np.int16)),
+    ]
+    if z is not None:
+        info_cols.append(fits.Column(name="Z", format="E", array=np.asarray(z, np.float32)))
+    missing = ~np.isfinite(med)
+
+    def _col(values: np.ndarray) -> np.ndarray:
+        return np.where(missing, MPAJHU_OH_MISSING, values).astype(np.float32)
+
+    oh_cols = {
+        "AVG": _col(med),
+        "ENTROPY": _col(np.ones(n)),
+        "MEDIAN": _col(med),
+        "P16": _col(med - err),
+        "P84": _col(med + err),
+        "MODE": _col(med),
+        "P2P5": _col(med - 2 * err),
+        "P97P5": _col(med + 2 * err),
+    }
+    outputs = []
+    for dest, cols in (
+        (info_dest, info_cols),
+        (oh_dest, [fits.Column(name=k, format="E", array=v) for k, v in oh_cols.items()]),
+    ):
+        hdu = fits.BinTableHDU.from_columns(cols)
+        with atomic_path(dest) as tmp:
+            fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(tmp, overwrite=True)
+        outputs.append(Path(dest))
+    return outputs[0], outputs[1]
 
 
 def _spectrum_keys(plate: Any, mjd: Any, fiber: Any) -> np.ndarray:

@@ -3,26 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
 from galforge.config import config_hash
 from galforge.cosmology import Cosmology
-from galforge.io import atomic_path
+from galforge.io import atomic_path, write_json
 
 log = logging.getLogger("galforge.environment")
 
 
 def _cosmology(cfg: dict[str, Any]) -> Cosmology:
     return Cosmology(Om0=cfg["cosmology"]["Om0"])
-
-
-def write_json(obj: Any, path: str | Path) -> None:
-    """Write a small JSON report atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=float) + "\n")
 
 
 def _mock(args: argparse.Namespace, cfg: dict[str, Any]) -> None:

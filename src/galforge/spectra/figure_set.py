@@ -1,0 +1,378 @@
+"""Every figure of the spectra study, from the workflow's files (paper Figs 1-6 and more).
+
+:func:`make_figures` reads the preprocessed spectra (wavelengths and properties only),
+the latent catalog, the BIC, PCA and MI tables, the analysis arrays and the training
+metrics, calls the plotting functions of :mod:`galforge.spectra.figures` and writes
+each figure as PDF + PNG stamped with the run, the data source, the configuration hash
+and the code version (:func:`galforge.figures.save_figure`). No model is loaded and
+torch is not imported: everything needed is in the files. A missing file, dataset or
+column raises :class:`galforge.io.InputError` naming the file and what is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from galforge.io import InputError
+from galforge.provenance import Provenance
+
+log = logging.getLogger("galforge.spectra")
+
+__all__ = ["FIGURES", "TRUTH_FIGURE", "FIG1_PROPERTIES", "make_figures"]
+
+#: Stems of the figures :func:`make_figures` always writes (``<stem>.pdf`` and ``<stem>.png``).
+FIGURES: tuple[str, ...] = (
+    "fig1_latent_property_maps",
+    "fig2_bic_grid",
+    "fig3_component_sweeps",
+    "fig4_mutual_information",
+    "fig5_cvae_condition_sweeps",
+    "fig6_shap",
+    "pca_variance",
+    "loss_curves",
+)
+#: The mock-only figure of the planted truth (written when ``truth`` is given).
+TRUTH_FIGURE = "truth_recovery"
+#: Properties shown over the latent plane in Fig 1 (``properties/<name>`` of the spectra file).
+FIG1_PROPERTIES: tuple[str, ...] = ("log_mstar", "log_sfr", "log_ssfr")
+
+_BIC_COLUMNS = ("model_id", "kind", "conditions", "latent_dim", "bic", "chi2_nu", "best_in_kind")
+_PLANTED_KEY = b"galforge.planted_parameters"
+
+
+# --------------------------------------------------------------------------- readers
+def _need_file(path: str | os.PathLike, what: str) -> Path:
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{what} not found: {p}")
+    return p
+
+
+def _need_columns(df: pd.DataFrame, cols: Iterable[str], path: Path) -> None:
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise InputError(f"{path}: column(s) {', '.join(map(repr, missing))} missing "
+                         f"(has {', '.join(map(str, df.columns))})")
+
+
+def _read_csv(path: str | os.PathLike, what: str, cols: Iterable[str], **kw: Any) -> pd.DataFrame:
+    p = _need_file(path, what)
+    try:
+        df = pd.read_csv(p, **kw)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise InputError(f"{p}: not a readable CSV ({exc})") from None
+    _need_columns(df, cols, p)
+    return df
+
+
+def _dataset(h5: Any, name: str, path: Path) -> np.ndarray:
+    if name not in h5:
+        raise InputError(f"{path}: dataset {name!r} missing")
+    obj = h5[name]
+    if not hasattr(obj, "shape"):
+        raise InputError(f"{path}: {name!r} is a group, expected a dataset")
+    return obj[...]
+
+
+def _attr(obj: Any, name: str, path: Path, default: Any = None) -> Any:
+    if name not in obj.attrs:
+        if default is not None:
+            return default
+        where = "" if obj.name == "/" else f" of {obj.name!r}"
+        raise InputError(f"{path}: attribute {name!r}{where} missing")
+    v = obj.attrs[name]
+    if isinstance(v, bytes):
+        return v.decode()
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def _json_attr(obj: Any, name: str, path: Path, default: str) -> Any:
+    raw = _attr(obj, name, path, default)
+    try:
+        return json.loads(raw) if str(raw).strip() else json.loads(default)
+    except json.JSONDecodeError:
+        raise InputError(f"{path}: attribute {name!r} is not JSON: {raw!r}") from None
+
+
+def _component_columns(columns: Iterable[str]) -> list[str]:
+    ds = [c for c in columns if re.fullmatch(r"D\d+", str(c))]
+    return sorted(ds, key=lambda c: int(c[1:]))
+
+
+def _check_shape(arr: np.ndarray, shape: tuple[int | None, ...], name: str, path: Path) -> None:
+    ok = arr.ndim == len(shape) and all(s is None or a == s for a, s in zip(arr.shape, shape,
+                                                                            strict=True))
+    if not ok:
+        want = "(" + ", ".join("·" if s is None else str(s) for s in shape) + ")"
+        raise InputError(f"{path}: dataset {name!r} has shape {arr.shape}, expected {want}")
+
+
+def _read_spectra(path: str | os.PathLike) -> dict[str, Any]:
+    import h5py
+
+    p = _need_file(path, "spectra file")
+    with h5py.File(p, "r") as f:
+        wave = np.asarray(_dataset(f, "wave", p), dtype=float)
+        key = np.asarray(_dataset(f, "key", p), dtype=np.int64)
+        props = {}
+        for name in FIG1_PROPERTIES:
+            arr = np.asarray(_dataset(f, f"properties/{name}", p), dtype=float)
+            _check_shape(arr, (len(key),), f"properties/{name}", p)
+            props[name] = arr
+    return {"path": p, "wave": wave, "key": key, "properties": props}
+
+
+def _read_catalog(path: str | os.PathLike) -> tuple[pd.DataFrame, list[str], Path]:
+    import pyarrow.parquet as pq
+
+    p = _need_file(path, "latent catalog")
+    try:
+        names = pq.read_schema(p).names
+    except Exception as exc:  # pyarrow raises several types for a non-Parquet file
+        raise InputError(f"{p}: not a readable Parquet file ({exc})") from None
+    ds = _component_columns(names)
+    if "key" not in names:
+        raise InputError(f"{p}: column 'key' missing")
+    if not ds:
+        raise InputError(f"{p}: no component columns D1, D2, … (has {', '.join(names)})")
+    return pd.read_parquet(p, columns=["key", *ds]), ds, p
+
+
+def _read_bic(path: str | os.PathLike) -> pd.DataFrame:
+    df = _read_csv(path, "BIC table", _BIC_COLUMNS, dtype={"conditions": str, "kind": str})
+    df["conditions"] = df["conditions"].fillna("")
+    for col in ("latent_dim", "bic", "chi2_nu"):
+        v = pd.to_numeric(df[col], errors="coerce")
+        if v.isna().all() and len(df):
+            raise InputError(f"{path}: column {col!r} has no numeric value")
+        df[col] = v
+    return df
+
+
+def _read_truth(path: str | os.PathLike) -> tuple[pd.DataFrame, list[str], int]:
+    """Truth table, the planted parameter names, and how many of them vary in it."""
+    import pyarrow.parquet as pq
+
+    p = _need_file(path, "truth file")
+    meta = pq.read_schema(p).metadata or {}
+    if _PLANTED_KEY not in meta:
+        raise InputError(f"{p}: schema metadata {_PLANTED_KEY.decode()!r} missing "
+                         "(not a spectra-mock truth file)")
+    try:
+        planted = list(json.loads(meta[_PLANTED_KEY]))
+    except json.JSONDecodeError:
+        raise InputError(f"{p}: schema metadata {_PLANTED_KEY.decode()!r} is not JSON") from None
+    truth = pd.read_parquet(p)
+    _need_columns(truth, ["key", *planted], p)
+    varying = sum(1 for n in planted
+                  if np.nanstd(pd.to_numeric(truth[n], errors="coerce").to_numpy(float)) > 0)
+    return truth, planted, varying
+
+
+# --------------------------------------------------------------------------- driver
+def make_figures(
+    *,
+    spectra: str | os.PathLike,
+    catalog: str | os.PathLike,
+    bic: str | os.PathLike,
+    pca: str | os.PathLike,
+    mi: str | os.PathLike,
+    analysis: str | os.PathLike,
+    metrics: Mapping[str, str | os.PathLike],
+    outdir: str | os.PathLike,
+    cfg: Mapping[str, Any],
+    truth: str | os.PathLike | None = None,
+) -> list[Path]:
+    """Write every figure of :data:`FIGURES` (and :data:`TRUTH_FIGURE` with ``truth``) into
+    ``outdir``; returns the paths written (PDF, PNG per figure).
+
+    Parameters
+    ----------
+    spectra : path
+        The preprocessed spectra (HDF5): ``wave``, ``key`` and ``properties/<name>`` for
+        the names of :data:`FIG1_PROPERTIES` are read.
+    catalog : path
+        The latent catalog (Parquet): ``key`` and ``D1 … Dk``, rows in spectra order.
+    bic, pca, mi : path
+        ``bic.csv``, ``pca_variance.csv`` and ``mi.csv`` of the analysis.
+    analysis : path
+        The analysis arrays (HDF5): sweeps, CVAE sweeps (optional group) and SHAP.
+    metrics : mapping
+        Model id → its training ``metrics.csv``.
+    outdir : path
+        Folder of the figures (created).
+    cfg : mapping
+        The resolved configuration (provenance; ``spectra.analysis`` bin settings).
+    truth : path, optional
+        The mock's truth table (Parquet with ``galforge.planted_parameters`` metadata).
+    """
+    import h5py
+
+    from galforge.figures import save_figure, style
+    from galforge.spectra import figures as F
+    from galforge.spectra.analysis import AnalysisSettings
+
+    section = cfg.get("spectra") or {}
+    settings = AnalysisSettings.from_dict(section.get("analysis") or {})
+    prov = Provenance.from_config(cfg, study="spectra")
+    out = Path(outdir)
+    written: list[Path] = []
+
+    def save(fig: Any, stem: str) -> None:
+        written.extend(save_figure(fig, out / stem, prov))
+
+    # ---- read everything first: a bad input fails before any figure is written
+    spec = _read_spectra(spectra)
+    cat, ds, cat_path = _read_catalog(catalog)
+    if len(cat) != len(spec["key"]):
+        raise InputError(f"{cat_path}: {len(cat)} rows but {spec['path']} holds "
+                         f"{len(spec['key'])} spectra")
+    if not np.array_equal(cat["key"].to_numpy(np.int64), spec["key"]):
+        raise InputError(f"{cat_path}: column 'key' is not in the order of {spec['path']}")
+    bic_t = _read_bic(bic)
+    pca_t = _read_csv(pca, "PCA variance table", ("component", "fraction"))
+    mi_path = Path(mi)
+    mi_t = _read_csv(mi, "MI table", ("component", "property", "nmi"))
+    metric_frames = {}
+    for mid, mpath in metrics.items():
+        metric_frames[str(mid)] = _read_csv(mpath, f"metrics of {mid}", ("epoch",))
+    truth_info = _read_truth(truth) if truth is not None else None
+
+    a_path = _need_file(analysis, "analysis arrays")
+    with h5py.File(a_path, "r") as h5:
+        wave = np.asarray(_dataset(h5, "wave", a_path), dtype=float).ravel()
+        npix = wave.size
+        sweep_vals = np.asarray(_dataset(h5, "sweep/values", a_path), dtype=float)
+        sweep_spec = np.asarray(_dataset(h5, "sweep/spectra", a_path), dtype=np.float32)
+        _check_shape(sweep_vals, (None, None), "sweep/values", a_path)
+        _check_shape(sweep_spec, (*sweep_vals.shape, npix), "sweep/spectra", a_path)
+        best_cvae = str(_attr(h5, "best_cvae", a_path, ""))
+        conds = _json_attr(h5, "cvae_conditions", a_path, "[]")
+        cvae: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        if "cvae_sweep" in h5:
+            grp = h5["cvae_sweep"]
+            names = [c for c in conds if c in grp] + sorted(c for c in grp if c not in conds)
+            for c in names:
+                v = np.asarray(_dataset(grp, f"{c}/values", a_path), dtype=float).ravel()
+                s = np.asarray(_dataset(grp, f"{c}/spectra", a_path), dtype=np.float32)
+                _check_shape(s, (v.size, npix), f"cvae_sweep/{c}/spectra", a_path)
+                cvae[c] = (v, s)
+        if "shap" not in h5:
+            raise InputError(f"{a_path}: group 'shap' missing")
+        g = h5["shap"]
+        mean_abs = np.asarray(_dataset(g, "mean_abs", a_path), dtype=float)
+        ex_rows = np.asarray(_dataset(g, "example_rows", a_path), dtype=np.int64).ravel()
+        ex_flux = np.asarray(_dataset(g, "example_flux", a_path), dtype=float)
+        ex_vals = np.asarray(_dataset(g, "example_values", a_path), dtype=float)
+        ex_d = np.asarray(_dataset(g, "example_D", a_path), dtype=float)
+        _check_shape(mean_abs, (None, npix), "shap/mean_abs", a_path)
+        _check_shape(ex_flux, (ex_rows.size, npix), "shap/example_flux", a_path)
+        _check_shape(ex_vals, (ex_rows.size, mean_abs.shape[0], npix), "shap/example_values",
+                     a_path)
+        _check_shape(ex_d, (ex_rows.size, None), "shap/example_D", a_path)
+        add_err = float(_attr(g, "additivity_error", a_path))
+        rel_err = float(_attr(g, "relative_additivity_error", a_path))
+        shap_names = _json_attr(g, "components", a_path, "[]") or [
+            f"D{i + 1}" for i in range(mean_abs.shape[0])]
+    if spec["wave"].size != npix:
+        raise InputError(f"{a_path}: {npix} wavelengths but {spec['path']} has "
+                         f"{spec['wave'].size}")
+    if ex_rows.size and (ex_rows.min() < 0 or ex_rows.max() >= len(spec["key"])):
+        raise InputError(f"{a_path}: shap/example_rows outside the {len(spec['key'])} spectra")
+
+    with style():
+        # Fig 1: properties over the (D1, D2) plane
+        d2 = cat[ds[1]].to_numpy(float) if len(ds) > 1 else None
+        save(F.fig_latent_property_maps(
+            cat[ds[0]].to_numpy(float), d2, spec["properties"],
+            n_bins=settings.n_bins, min_count=settings.min_count,
+            names=(ds[0], ds[1] if len(ds) > 1 else ""),
+        ), "fig1_latent_property_maps")
+
+        # Fig 2: the BIC grid
+        n_planted = truth_info[2] if truth_info is not None else None
+        try:
+            fig2 = F.fig_bic_grid(bic_t, n_planted=n_planted)
+        except ValueError as exc:
+            raise InputError(f"{bic}: {exc}") from None
+        save(fig2, "fig2_bic_grid")
+
+        # Fig 3: decoded sweeps along each D
+        save(F.fig_component_sweeps(wave, sweep_vals, sweep_spec,
+                                    names=[f"D{i + 1}" for i in range(len(sweep_vals))]),
+             "fig3_component_sweeps")
+
+        # Fig 4: normalised MI (on the mock, with the true_* columns of the truth file)
+        try:
+            fig4 = F.fig_mutual_information(mi_t)
+        except ValueError as exc:
+            raise InputError(f"{mi_path}: {exc}") from None
+        save(fig4, "fig4_mutual_information")
+
+        # Fig 5: the best CVAE's condition sweeps
+        save(F.fig_cvae_condition_sweeps(wave, cvae, model_id=best_cvae or None),
+             "fig5_cvae_condition_sweeps")
+
+        # Fig 6: SHAP
+        ssfr = spec["properties"].get("log_ssfr")
+        labels = []
+        for i, r in enumerate(ex_rows):
+            lab = f"spectrum {int(spec['key'][r])}"
+            if ex_d.shape[1]:
+                lab += f" · {shap_names[0]} = {ex_d[i, 0]:.2f}".replace("-", "\N{MINUS SIGN}")
+            if ssfr is not None and np.isfinite(ssfr[r]):
+                lab += (f" · log sSFR = {ssfr[r]:.2f}".replace("-", "\N{MINUS SIGN}")
+                        + " yr\N{SUPERSCRIPT MINUS}\N{SUPERSCRIPT ONE}")
+            labels.append(lab)
+        save(F.fig_shap(wave, mean_abs, ex_flux, ex_vals, components=shap_names,
+                        additivity_error=add_err, relative_additivity_error=rel_err,
+                        example_labels=labels), "fig6_shap")
+
+        save(F.fig_pca_variance(pca_t), "pca_variance")
+        save(F.fig_model_loss_curves(metric_frames), "loss_curves")
+
+        if truth_info is not None:
+            tr, planted, _ = truth_info
+            save(F.fig_truth_recovery(_truth_panels(cat, ds, tr, planted, mi_t, mi_path)),
+                 TRUTH_FIGURE)
+    log.info("wrote %d figure files to %s", len(written), out)
+    return written
+
+
+def _truth_panels(cat: pd.DataFrame, ds: list[str], truth: pd.DataFrame, planted: list[str],
+                  mi: pd.DataFrame, mi_path: Path) -> list[dict[str, Any]]:
+    """One panel per planted parameter: its truth against the D of highest NMI."""
+    joined = cat[["key", *ds]].merge(truth[["key", *planted]], on="key", how="inner")
+    t = mi.assign(nmi=pd.to_numeric(mi["nmi"], errors="coerce"),
+                  property=mi["property"].astype(str), component=mi["component"].astype(str))
+    panels: list[dict[str, Any]] = []
+    for name in planted:
+        rows = t[(t["property"] == f"true_{name}") & t["nmi"].notna() & t["component"].isin(ds)]
+        values = pd.to_numeric(joined[name], errors="coerce").to_numpy(float)
+        finite = values[np.isfinite(values)]
+        if finite.size < 2 or not np.std(finite) > 0:
+            note = "held constant in the mock" if finite.size >= 2 else "no finite truth values"
+            panels.append({"name": name, "note": note})
+            continue
+        if rows.empty:
+            panels.append({"name": name, "note": f"no MI row 'true_{name}'\nin {mi_path.name}"})
+            continue
+        best = rows.loc[rows["nmi"].idxmax()]
+        comp = str(best["component"])
+        panels.append({
+            "name": name, "truth": values, "d": joined[comp].to_numpy(float), "component": comp,
+            "nmi": float(best["nmi"]),
+            "rho": float(pd.to_numeric(best.get("rho", np.nan), errors="coerce")),
+        })
+    return panels

@@ -1,0 +1,800 @@
+"""Figures of the spectra study (Iwasaki, Cooray, Takeuchi): pure plotting functions.
+
+Every ``fig_*`` function takes arrays / data frames and returns a
+:class:`matplotlib.figure.Figure` made with :func:`galforge.figures.new_figure` inside the
+house :func:`galforge.figures.style` (nothing is registered with pyplot). None of them
+reads or writes files; :func:`galforge.spectra.figure_set.make_figures` reads the
+workflow's files and saves with :func:`galforge.figures.save_figure`.
+
+============================  ===============================================  ===========
+function                      figure                                           stem
+============================  ===============================================  ===========
+fig_latent_property_maps      Fig 1: mean M*, SFR, sSFR over the (D1, D2) plane  fig1_…
+fig_bic_grid                  Fig 2: BIC and reduced χ² vs latent size         fig2_…
+fig_component_sweeps          Fig 3: decoded spectra as one D_i varies         fig3_…
+fig_mutual_information        Fig 4: normalised MI of D_i with properties      fig4_…
+fig_cvae_condition_sweeps     Fig 5: CVAE spectra as one condition varies      fig5_…
+fig_shap                      Fig 6: SHAP importance over wavelength           fig6_…
+fig_pca_variance              variance fraction of each D                      pca_variance
+fig_model_loss_curves         validation loss of every model of the grid       loss_curves
+fig_truth_recovery            mock: planted parameters vs their best D         truth_recovery
+============================  ===============================================  ===========
+
+Conventions
+-----------
+* Spectra are on the rest-frame wavelength grid of :mod:`galforge.spectra.preprocess`
+  (Å) and in the preprocessed, normalised flux units; the main emission lines
+  (:data:`EMISSION_LINES`) are drawn as faint vertical lines and named above the top panel.
+* Components are ``D1 … Dk``, the PCA axes of the best VAE's latent means
+  (:func:`galforge.spectra.analysis.fit_latent_pca`), D1 carrying the most variance.
+* Colours: the Okabe–Ito :data:`~galforge.figures.PALETTE` for categories, ``viridis``
+  for sequential scales, ``RdBu_r`` for signed SHAP values.
+* Statistics printed on the panels are the caller's (from the tables); nothing is
+  recomputed here except the bin means of Fig 1
+  (:func:`galforge.spectra.analysis.binned_property_means`).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib import colors as mcolors
+from matplotlib.cm import ScalarMappable
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
+
+from galforge.figures import PALETTE, new_figure, style
+
+__all__ = [
+    "EMISSION_LINES",
+    "PROPERTY_LABELS",
+    "property_label",
+    "property_symbol",
+    "group_label",
+    "fig_latent_property_maps",
+    "fig_bic_grid",
+    "fig_component_sweeps",
+    "fig_mutual_information",
+    "fig_cvae_condition_sweeps",
+    "fig_shap",
+    "fig_pca_variance",
+    "fig_model_loss_curves",
+    "fig_truth_recovery",
+]
+
+#: Main emission lines marked on the spectra: mathtext name -> rest (vacuum) wavelength [Å].
+EMISSION_LINES: dict[str, float] = {
+    "[O II]": 3728.5,
+    r"H$\beta$": 4862.7,
+    "[O III]": 5008.2,
+    r"H$\alpha$": 6564.6,
+    "[N II]": 6585.3,
+    "[S II]": 6718.3,
+}
+
+#: Labels of the lines above a panel: (text, wavelength of the label, alignment). Close
+#: pairs are merged or aligned away from each other so the names never overlap.
+_LINE_LABELS: tuple[tuple[str, float, str], ...] = (
+    ("[O II]", 3728.5, "center"),
+    (r"H$\beta$", 4862.7, "right"),
+    ("[O III]", 5008.2, "left"),
+    (r"H$\alpha$+[N II]", 6575.0, "right"),
+    ("[S II]", 6718.3, "left"),
+)
+
+#: ``name -> (symbol, unit)`` of the galaxy properties and the mock's planted parameters.
+PROPERTY_LABELS: dict[str, tuple[str, str]] = {
+    "log_mstar": (r"$\log_{10} M_\star$", r"$M_\odot$"),
+    "log_sfr": (r"$\log_{10}\,\mathrm{SFR}$", r"$M_\odot\,\mathrm{yr}^{-1}$"),
+    "log_ssfr": (r"$\log_{10}\,\mathrm{sSFR}$", r"$\mathrm{yr}^{-1}$"),
+    "oh_p50": (r"$12+\log_{10}(\mathrm{O/H})$", ""),
+    "av": (r"$A_V$", "mag"),
+    "log_age": (r"$\log_{10}\,\mathrm{age}$", "yr"),
+    "log_u": (r"$\log_{10} U$", ""),
+    "a_v": (r"$A_V$", "mag"),
+    "d4000": (r"$D_n4000$", ""),
+    "ew_halpha": (r"EW(H$\alpha$)", "Å"),
+}
+
+#: Short condition names of the model grid (:data:`galforge.spectra.model_settings.CONDITION_SHORT`).
+_SHORT_TO_COLUMN: dict[str, str] = {
+    "mstar": "log_mstar", "sfr": "log_sfr", "ssfr": "log_ssfr", "z": "oh_p50",
+}
+
+WAVE_LABEL = "rest-frame wavelength [Å]"
+FLUX_LABEL = "normalised flux"
+_MINUS = "\N{MINUS SIGN}"
+
+
+# --------------------------------------------------------------------------- labels
+def _base_name(name: str) -> tuple[str, bool]:
+    name = _SHORT_TO_COLUMN.get(str(name), str(name))
+    if name.startswith("true_"):
+        return name[len("true_"):], True
+    return name, False
+
+
+def property_symbol(name: str) -> str:
+    """Short mathtext symbol of a property (no unit); ``true_<x>`` gets a "true" prefix."""
+    base, true = _base_name(name)
+    sym = PROPERTY_LABELS.get(base, (base.replace("_", " "), ""))[0]
+    return f"true {sym}" if true else sym
+
+
+def property_label(name: str, multiline: bool = False) -> str:
+    """Axis label of a property with its unit, e.g. ``log_mstar -> log10 M* [M☉]``.
+
+    Short condition names (``mstar``, ``sfr``, ``ssfr``, ``z``) are accepted.
+    ``multiline=True`` puts the unit on a second line.
+    """
+    base, _ = _base_name(name)
+    unit = PROPERTY_LABELS.get(base, ("", ""))[1]
+    sym = property_symbol(name)
+    if not unit:
+        return sym
+    return f"{sym}\n[{unit}]" if multiline else f"{sym} [{unit}]"
+
+
+def group_label(kind: str, conditions: str) -> str:
+    """Legend label of a model family: ``"VAE"`` or ``"CVAE (mstar+sfr)"``."""
+    kind = str(kind).lower()
+    if kind == "vae":
+        return "VAE"
+    conditions = str(conditions or "")
+    return f"CVAE ({conditions})" if conditions else "CVAE"
+
+
+def _fmt_signed(v: float, digits: int = 2) -> str:
+    return f"{v:+.{digits}f}".replace("-", _MINUS)
+
+
+def _fmt_nmi(v: float) -> str:
+    a = abs(v)
+    s = f"{v:.0f}" if a >= 100 else f"{v:.1f}" if a >= 10 else f"{v:.2f}"
+    return s.replace("-", _MINUS)
+
+
+def _component_sort_key(name: str) -> tuple[int, str]:
+    m = re.fullmatch(r"[A-Za-z]*(\d+)", str(name))
+    return (int(m[1]) if m else 10**9, str(name))
+
+
+def _text_box(ax: Any, s: str, loc: str = "upper left", fontsize: float = 7.0) -> Any:
+    x, y, ha, va = {
+        "upper left": (0.03, 0.95, "left", "top"),
+        "upper right": (0.97, 0.95, "right", "top"),
+        "lower right": (0.97, 0.05, "right", "bottom"),
+        "lower left": (0.03, 0.05, "left", "bottom"),
+        "center": (0.5, 0.5, "center", "center"),
+    }[loc]
+    return ax.text(x, y, s, transform=ax.transAxes, ha=ha, va=va, fontsize=fontsize,
+                   bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="none", alpha=0.85))
+
+
+def _readable_text_color(rgba: Sequence[float]) -> str:
+    r, g, b = rgba[:3]
+    return "black" if 0.2126 * r + 0.7152 * g + 0.0722 * b > 0.5 else "white"
+
+
+def _plain_log_ticks(axis: Any) -> None:
+    """Plain numbers (``200``, ``0.01``) instead of ``2×10²`` on a log axis; the 2s and 5s of
+    each decade are labelled too when the axis spans under two decades."""
+    lo, hi = sorted(axis.get_view_interval())
+    if not (lo > 0 and hi > lo):
+        return
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    if math.log10(hi / lo) < 2:
+        def minor(v: float, _: Any) -> str:
+            lead = round(v / 10 ** math.floor(math.log10(v) + 1e-9), 6) if v > 0 else 0
+            return f"{v:g}" if lead in (2, 5) else ""
+
+        axis.set_minor_formatter(FuncFormatter(minor))
+    else:
+        axis.set_minor_formatter(NullFormatter())
+
+
+def _mark_lines(ax: Any, wave: np.ndarray, *, label: bool) -> None:
+    """Faint vertical lines at :data:`EMISSION_LINES` (inside the wavelength range); with
+    ``label`` their names on a secondary x axis above the panel."""
+    lo, hi = float(np.nanmin(wave)), float(np.nanmax(wave))
+    for w in EMISSION_LINES.values():
+        if lo <= w <= hi:
+            ax.axvline(w, color="0.6", lw=0.5, ls=":", zorder=0.5)
+    if not label:
+        return
+    shown = [(t, w, ha) for t, w, ha in _LINE_LABELS if lo <= w <= hi]
+    if not shown:
+        return
+    sec = ax.secondary_xaxis("top")
+    sec.set_xticks([w for _, w, _ in shown], [t for t, _, _ in shown])
+    sec.tick_params(axis="x", length=0, pad=1.5, labelsize=6.5, labelcolor="0.35")
+    for lab, (_, _, ha) in zip(sec.get_xticklabels(), shown, strict=True):
+        lab.set_horizontalalignment(ha)
+    ax.tick_params(axis="x", top=False)
+
+
+def _as_2d(name: str, a: Any, ndim: int) -> np.ndarray:
+    arr = np.asarray(a, dtype=float)
+    if arr.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {arr.shape}")
+    return arr
+
+
+def _flux_limits(spectra: np.ndarray) -> tuple[float, float]:
+    v = spectra[np.isfinite(spectra)]
+    if not v.size:
+        return 0.0, 1.0
+    lo, hi = float(v.min()), float(v.max())
+    if not hi > lo:
+        return lo - 0.5, hi + 0.5
+    pad = 0.04 * (hi - lo)
+    return lo - pad, hi + pad
+
+
+def _sweep_panel(
+    fig: Figure, ax: Any, wave: np.ndarray, values: np.ndarray, spectra: np.ndarray,
+    cbar_label: str, cmap: str = "viridis",
+) -> None:
+    """Spectra (n_steps, npix) coloured by ``values``, with a colourbar."""
+    fin = values[np.isfinite(values)]
+    vlo, vhi = (float(fin.min()), float(fin.max())) if fin.size else (0.0, 1.0)
+    if not vhi > vlo:
+        vlo, vhi = vlo - 0.5, vhi + 0.5
+    norm = mcolors.Normalize(vlo, vhi)
+    cm = matplotlib.colormaps[cmap]
+    for v, s in zip(values, spectra, strict=True):
+        ax.plot(wave, s, color=cm(norm(v)) if np.isfinite(v) else "0.5", lw=0.6)
+    ax.set_xlim(float(wave[0]), float(wave[-1]))
+    ax.set_ylim(*_flux_limits(spectra))
+    ax.set_ylabel(FLUX_LABEL)
+    cb = fig.colorbar(ScalarMappable(norm=norm, cmap=cm), ax=ax, pad=0.01, aspect=15)
+    cb.set_label(cbar_label)
+
+
+# --------------------------------------------------------------------------- Fig 1
+def fig_latent_property_maps(
+    d1: Any,
+    d2: Any | None,
+    properties: Mapping[str, Any],
+    *,
+    n_bins: int = 20,
+    min_count: int = 5,
+    names: tuple[str, str] = ("D1", "D2"),
+) -> Figure:
+    """Fig 1: mean galaxy properties over the plane of the first two components.
+
+    One panel per entry of ``properties`` (name -> per-spectrum values, normally
+    ``log_mstar``, ``log_sfr``, ``log_ssfr``): the mean of the property in
+    ``n_bins × n_bins`` bins of (``d1``, ``d2``)
+    (:func:`galforge.spectra.analysis.binned_property_means`; bins with fewer than
+    ``min_count`` spectra are blank), drawn with ``pcolormesh`` and a colourbar each.
+    With ``d2 = None`` (a one-component latent space) each panel is instead a hexbin of
+    the property against D1, coloured by the number of spectra. A property without two
+    finite values gets a panel saying so.
+    """
+    from galforge.spectra.analysis import binned_property_means
+
+    x = np.asarray(d1, dtype=float).ravel()
+    y = None if d2 is None else np.asarray(d2, dtype=float).ravel()
+    if y is not None and y.shape != x.shape:
+        raise ValueError(f"d1 and d2 differ in length: {x.size} vs {y.size}")
+    props = {str(k): np.asarray(v, dtype=float).ravel() for k, v in properties.items()}
+    for k, v in props.items():
+        if v.shape != x.shape:
+            raise ValueError(f"property {k!r} has {v.size} values for {x.size} spectra")
+    n = max(len(props), 1)
+    with style():
+        fig = new_figure(figsize=(min(7.2, 2.45 * n), 2.55), layout="constrained")
+        axes = np.atleast_1d(fig.subplots(1, n))
+        for ax, (name, v) in zip(axes, props.items(), strict=False):
+            title = f"mean {property_symbol(name)}" if y is not None else property_symbol(name)
+            ax.set_title(title)
+            ax.set_xlabel(names[0])
+            try:
+                if y is None:
+                    ok = np.isfinite(x) & np.isfinite(v)
+                    if ok.sum() < 2:
+                        raise ValueError("fewer than 2 valid rows")
+                    hb = ax.hexbin(x[ok], v[ok], gridsize=n_bins, mincnt=1, cmap="Blues",
+                                   norm=mcolors.LogNorm(), linewidths=0.0, rasterized=True)
+                    ax.set_ylabel(property_label(name))
+                    cb = fig.colorbar(hb, ax=ax, pad=0.02)
+                    cb.set_label("spectra per hexagon")
+                    continue
+                b = binned_property_means(x, y, v, n_bins=n_bins, min_count=min_count)
+            except ValueError:
+                _text_box(ax, "no finite values", "center")
+                ax.set_ylabel(names[1] if y is not None else property_label(name))
+                continue
+            cm = matplotlib.colormaps["viridis"].with_extremes(bad="white")
+            mesh = ax.pcolormesh(b["x_edges"], b["y_edges"], np.ma.masked_invalid(b["mean"].T),
+                                 cmap=cm, rasterized=True, shading="flat")
+            ax.set_ylabel(names[1])
+            cb = fig.colorbar(mesh, ax=ax, pad=0.02, location="bottom", shrink=0.9)
+            cb.set_label(property_label(name))
+        if not props:
+            _text_box(axes[0], "no properties", "center")
+    return fig
+
+
+# --------------------------------------------------------------------------- Fig 2
+def _as_bool(s: pd.Series) -> np.ndarray:
+    if s.dtype == bool:
+        return s.to_numpy()
+    return s.astype(str).str.strip().str.lower().isin(("true", "1", "yes")).to_numpy()
+
+
+def fig_bic_grid(
+    bic: pd.DataFrame,
+    *,
+    n_planted: int | None = None,
+    column: str = "bic",
+) -> Figure:
+    """Fig 2: model selection over the grid — BIC (left) and mean reduced χ² (right).
+
+    One line per model family (``kind``, ``conditions``): "VAE", "CVAE (mstar+sfr)", …
+    against ``latent_dim``. Left: ``column`` (``"bic"``, shown relative to the smallest
+    value of the whole table, or ``"delta_bic"``, relative to the best of each kind);
+    the y axis turns symmetric-log when the values span more than three decades above
+    10. The model with ``best_in_kind`` of each kind is marked with a star and named.
+    Right: ``chi2_nu`` (mean χ² per weighted pixel on the validation spectra). With
+    ``n_planted`` (the mock's number of planted parameters) a dotted vertical line marks
+    it on both panels. Two axes.
+    """
+    need = {"kind", "conditions", "latent_dim", column, "chi2_nu", "best_in_kind"}
+    if missing := sorted(need - set(bic.columns)):
+        raise ValueError(f"BIC table lacks column(s) {missing}")
+    df = bic.copy()
+    df["conditions"] = df["conditions"].fillna("").astype(str).replace("nan", "")
+    df["kind"] = df["kind"].astype(str).str.lower()
+    df["latent_dim"] = pd.to_numeric(df["latent_dim"], errors="coerce")
+    y_raw = pd.to_numeric(df[column], errors="coerce").to_numpy(float)
+    if column == "bic":
+        fin = y_raw[np.isfinite(y_raw)]
+        df["_y"] = y_raw - (fin.min() if fin.size else 0.0)
+        ylab = r"BIC $-$ BIC$_\mathrm{min}$"
+    else:
+        df["_y"] = y_raw
+        ylab = r"$\Delta$BIC (vs best of its kind)"
+    df["_chi"] = pd.to_numeric(df["chi2_nu"], errors="coerce")
+    df["_best"] = _as_bool(df["best_in_kind"])
+    groups = list(dict.fromkeys(zip(df["kind"], df["conditions"], strict=True)))
+    groups.sort(key=lambda g: (g[0] != "vae", g[1].count("+"), g[1]))
+    colours = [c for i, c in enumerate(PALETTE) if i != 6]  # no yellow on white
+    markers = "osD^vP<>X"
+
+    with style():
+        fig = new_figure(figsize=(7.2, 2.9), layout="constrained")
+        ax_b, ax_c = fig.subplots(1, 2, sharex=True)
+        for gi, (kind, conds) in enumerate(groups):
+            sub = df[(df["kind"] == kind) & (df["conditions"] == conds)].sort_values("latent_dim")
+            style_kw = dict(color=colours[gi % len(colours)], marker=markers[gi % len(markers)],
+                            ms=3.5, lw=1.0, ls="-" if kind == "vae" else "--")
+            lab = group_label(kind, conds)
+            ax_b.plot(sub["latent_dim"], sub["_y"], label=lab, **style_kw)
+            ax_c.plot(sub["latent_dim"], sub["_chi"], label=lab, **style_kw)
+        for kind in ("vae", "cvae"):
+            best = df[(df["kind"] == kind) & df["_best"]]
+            if best.empty:
+                continue
+            r = best.iloc[0]
+            name = "VAE" if kind == "vae" else "CVAE"
+            for ax, ycol in ((ax_b, "_y"), (ax_c, "_chi")):
+                ax.plot([r["latent_dim"]], [r[ycol]], ls="none", marker="*", ms=11, mfc="none",
+                        mec="black", mew=0.9, zorder=5, gid=f"best-{kind}",
+                        label=f"best {name}" if ax is ax_b else None)
+            ax_b.annotate(f"best {name}\n(d = {int(r['latent_dim'])})",
+                          (r["latent_dim"], r["_y"]), xytext=(6, 8 if kind == "vae" else -16),
+                          textcoords="offset points", fontsize=6.5, ha="left")
+        fin = df["_y"].to_numpy(float)
+        fin = fin[np.isfinite(fin)]
+        if fin.size and np.max(np.abs(fin)) > 1e4:
+            ax_b.set_yscale("symlog", linthresh=10.0)
+        if n_planted is not None:
+            for ax in (ax_b, ax_c):
+                ax.axvline(n_planted, color="0.35", ls=":", lw=1.0, gid="planted", zorder=0.5)
+                ax.text(n_planted, 0.98, " planted", transform=ax.get_xaxis_transform(),
+                        ha="left", va="top", fontsize=6.5, color="0.35")
+        ax_b.set_ylabel(ylab)
+        ax_c.set_ylabel(r"mean reduced $\chi^2$ ($\chi^2_\nu$)")
+        ax_b.set_title("Bayesian information criterion")
+        ax_c.set_title("reconstruction quality (validation)")
+        for ax in (ax_b, ax_c):
+            ax.set_xlabel("latent dimension $d$")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        h, lab = ax_b.get_legend_handles_labels()
+        fig.legend(h, lab, loc="outside right center", fontsize=7)
+    return fig
+
+
+# --------------------------------------------------------------------------- Fig 3
+def fig_component_sweeps(
+    wave: Any,
+    values: Any,
+    spectra: Any,
+    *,
+    names: Sequence[str] | None = None,
+    max_components: int = 4,
+) -> Figure:
+    """Fig 3: what each component encodes — spectra decoded while one D_i varies.
+
+    ``values`` (k, n_steps) are the swept values of D_i (the other D at 0, the mean
+    latent) and ``spectra`` (k, n_steps, npix) the decoded spectra on ``wave`` (npix,,
+    rest-frame Å). One row per component (the first ``max_components``), each
+    spectrum coloured by its D_i value (colourbar per row); the main emission lines are
+    marked and named above the top row. ``max_components`` rows, plus colourbars.
+    """
+    w = np.asarray(wave, dtype=float).ravel()
+    vals = _as_2d("values", values, 2)
+    spec = _as_2d("spectra", spectra, 3)
+    if spec.shape[:2] != vals.shape or spec.shape[2] != w.size:
+        raise ValueError(f"spectra {spec.shape} must be (k, n_steps, npix) = "
+                         f"{(*vals.shape, w.size)}")
+    k = min(vals.shape[0], int(max_components))
+    labels = list(names) if names is not None else [f"D{i + 1}" for i in range(vals.shape[0])]
+    with style():
+        fig = new_figure(figsize=(7.2, 1.65 * max(k, 1) + 0.55), layout="constrained")
+        axes = np.atleast_1d(fig.subplots(max(k, 1), 1, sharex=True, squeeze=False)[:, 0])
+        for i in range(k):
+            _sweep_panel(fig, axes[i], w, vals[i], spec[i], labels[i])
+            _mark_lines(axes[i], w, label=i == 0)
+        if k == 0:
+            _text_box(axes[0], "no components", "center")
+        axes[-1].set_xlabel(WAVE_LABEL)
+        fig.suptitle("decoded spectra as one component varies (the others at 0)", fontsize=9)
+    return fig
+
+
+# --------------------------------------------------------------------------- Fig 4
+def fig_mutual_information(
+    mi: pd.DataFrame,
+    *,
+    components: Sequence[str] | None = None,
+    properties: Sequence[str] | None = None,
+    annotate: bool = True,
+) -> Figure:
+    """Fig 4: normalised mutual information between the components and the properties.
+
+    Heat map of ``nmi`` (the shuffle-normalised MI: ≈ 1 for independent variables,
+    ≫ 1 for a dependence), rows ``components`` (default D1 … Dk in numeric order),
+    columns ``properties`` (default in order of first appearance in ``mi``), log colour
+    scale when all values are positive. With ``annotate`` each cell shows the NMI and,
+    below it, Spearman's ρ with its sign. Missing pairs are grey. Two axes (map + bar).
+    """
+    need = {"component", "property", "nmi"}
+    if missing := sorted(need - set(mi.columns)):
+        raise ValueError(f"MI table lacks column(s) {missing}")
+    t = mi.assign(component=mi["component"].astype(str), property=mi["property"].astype(str))
+    comps = (list(components) if components is not None
+             else sorted(dict.fromkeys(t["component"]), key=_component_sort_key))
+    props = (list(properties) if properties is not None
+             else list(dict.fromkeys(t["property"])))
+    t = t.drop_duplicates(["component", "property"], keep="last").set_index(
+        ["component", "property"])
+    idx = pd.MultiIndex.from_product([comps, props])
+    nmi = pd.to_numeric(t["nmi"], errors="coerce").reindex(idx).to_numpy(float)
+    nmi = nmi.reshape(len(comps), len(props))
+    rho = (pd.to_numeric(t["rho"], errors="coerce").reindex(idx).to_numpy(float)
+           .reshape(len(comps), len(props)) if "rho" in t.columns
+           else np.full_like(nmi, np.nan))
+    fin = nmi[np.isfinite(nmi)]
+    use_log = fin.size > 0 and bool(np.all(fin > 0))
+    if use_log:
+        lo, hi = float(fin.min()), float(fin.max())
+        if hi <= lo:
+            lo, hi = lo / 2.0, hi * 2.0
+        norm: mcolors.Normalize = mcolors.LogNorm(lo, hi)
+    else:
+        hi = float(fin.max()) if fin.size else 1.0
+        norm = mcolors.Normalize(min(0.0, float(fin.min()) if fin.size else 0.0),
+                                 hi if hi > 0 else 1.0)
+    with style():
+        cw, ch = 0.62, 0.48
+        fig = new_figure(figsize=(min(7.2, max(3.4, cw * len(props) + 1.9)),
+                                  ch * len(comps) + 1.6), layout="constrained")
+        ax = fig.add_subplot()
+        cm = matplotlib.colormaps["viridis"].with_extremes(bad="0.88")
+        im = ax.imshow(np.ma.masked_invalid(nmi), cmap=cm, norm=norm, aspect="auto",
+                       interpolation="nearest")
+        ax.set_xticks(range(len(props)))
+        ax.set_xticklabels([property_symbol(p) for p in props], rotation=40, ha="right",
+                           rotation_mode="anchor")
+        ax.set_yticks(range(len(comps)))
+        ax.set_yticklabels(comps)
+        ax.tick_params(top=False, right=False, length=0)
+        if annotate:
+            for i in range(len(comps)):
+                for j in range(len(props)):
+                    v = nmi[i, j]
+                    if not np.isfinite(v):
+                        continue
+                    col = _readable_text_color(im.cmap(im.norm(v)))
+                    txt = _fmt_nmi(float(v))
+                    if np.isfinite(rho[i, j]):
+                        txt += f"\nρ {_fmt_signed(float(rho[i, j]))}"
+                    ax.text(j, i, txt, ha="center", va="center", fontsize=5.5, color=col,
+                            linespacing=1.1)
+        ax.set_title("normalised mutual information (cells: NMI and Spearman ρ)")
+        cb = fig.colorbar(im, ax=ax, pad=0.02, shrink=0.95)
+        cb.set_label("NMI = MI / ⟨MI of shuffled pairs⟩" + (" (log scale)" if use_log else ""))
+        if use_log:
+            _plain_log_ticks(cb.ax.yaxis)
+    return fig
+
+
+# --------------------------------------------------------------------------- Fig 5
+def fig_cvae_condition_sweeps(
+    wave: Any,
+    sweeps: Mapping[str, tuple[Any, Any]],
+    *,
+    model_id: str | None = None,
+) -> Figure:
+    """Fig 5: the best CVAE's decoded spectra as one condition varies (latents at 0).
+
+    ``sweeps`` maps each condition column (``log_mstar`` …) to ``(values, spectra)``:
+    the condition values (n_steps,) in physical units and the decoded spectra
+    (n_steps, npix); the other conditions sit at their training means. One panel per
+    condition, spectra coloured by the value (colourbar labelled with the condition).
+    An empty ``sweeps`` (no CVAE in the model grid) gives one panel saying so.
+    """
+    w = np.asarray(wave, dtype=float).ravel()
+    with style():
+        if not sweeps:
+            fig = new_figure(figsize=(7.2, 1.8), layout="constrained")
+            ax = fig.add_subplot()
+            ax.text(0.5, 0.5, "no CVAE in the model grid", transform=ax.transAxes,
+                    ha="center", va="center", fontsize=10, color="0.3")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            return fig
+        n = len(sweeps)
+        fig = new_figure(figsize=(7.2, 1.65 * n + 0.55), layout="constrained")
+        axes = np.atleast_1d(fig.subplots(n, 1, sharex=True, squeeze=False)[:, 0])
+        for i, (cond, (values, spectra)) in enumerate(sweeps.items()):
+            v = np.asarray(values, dtype=float).ravel()
+            s = _as_2d(f"spectra of {cond!r}", spectra, 2)
+            if s.shape != (v.size, w.size):
+                raise ValueError(f"spectra of {cond!r} {s.shape} must be (n_steps, npix) = "
+                                 f"{(v.size, w.size)}")
+            _sweep_panel(fig, axes[i], w, v, s, property_label(cond, multiline=True),
+                         cmap="plasma")
+            _mark_lines(axes[i], w, label=i == 0)
+        axes[-1].set_xlabel(WAVE_LABEL)
+        what = f"best CVAE {model_id}" if model_id else "best CVAE"
+        fig.suptitle(f"{what}: decoded spectra as one condition varies (latents at 0)",
+                     fontsize=9)
+    return fig
+
+
+# --------------------------------------------------------------------------- Fig 6
+def fig_shap(
+    wave: Any,
+    mean_abs: Any,
+    example_flux: Any,
+    example_values: Any,
+    *,
+    components: Sequence[str] | None = None,
+    additivity_error: float = math.nan,
+    relative_additivity_error: float = math.nan,
+    example_labels: Sequence[str] | None = None,
+    component: int = 0,
+    max_examples: int = 4,
+) -> Figure:
+    """Fig 6: which wavelengths drive each component (SHAP, DeepExplainer).
+
+    Top: mean |SHAP| against wavelength for every component (``mean_abs`` (k, npix)),
+    emission lines marked, the additivity error of the explanation
+    (``max |Σφ + E[D] − D|``, absolute and relative to the spread of D) in the title.
+    Below, for each example galaxy (``example_flux`` (n_ex, npix), the first
+    ``max_examples``): its spectrum, and beneath it the SHAP values of component
+    ``component`` (``example_values`` (n_ex, k, npix)) filled red where they raise D and
+    blue where they lower it. ``example_labels`` name the galaxies (panel titles).
+    """
+    w = np.asarray(wave, dtype=float).ravel()
+    ma = _as_2d("mean_abs", mean_abs, 2)
+    fx = _as_2d("example_flux", example_flux, 2)
+    ev = _as_2d("example_values", example_values, 3)
+    if ma.shape[1] != w.size:
+        raise ValueError(f"mean_abs {ma.shape} must be (k, npix) with npix = {w.size}")
+    if fx.shape[0] != ev.shape[0] or fx.shape[1] != w.size or ev.shape[2] != w.size:
+        raise ValueError(f"example_flux {fx.shape} and example_values {ev.shape} must be "
+                         f"(n_ex, npix) and (n_ex, k, npix) with npix = {w.size}")
+    names = list(components) if components is not None else [f"D{i + 1}"
+                                                             for i in range(ma.shape[0])]
+    n_ex = min(fx.shape[0], int(max_examples))
+    comp = int(component)
+    if n_ex and not 0 <= comp < ev.shape[1]:
+        raise IndexError(f"component {comp} out of range for {ev.shape[1]} components")
+    cname = names[comp] if comp < len(names) else f"D{comp + 1}"
+    labels = list(example_labels) if example_labels is not None else [
+        f"example {i + 1}" for i in range(n_ex)]
+    with style():
+        fig = new_figure(figsize=(7.2, 2.1 + 2.0 * n_ex), layout="constrained")
+        gs = fig.add_gridspec(1 + 2 * n_ex, 1, height_ratios=[1.5] + [1.2, 0.7] * n_ex)
+        ax0 = fig.add_subplot(gs[0])
+        for i in range(ma.shape[0]):
+            col = [c for j, c in enumerate(PALETTE) if j != 6][i % 7]
+            ax0.plot(w, ma[i], color=col, lw=1.0 if i == 0 else 0.7,
+                     label=names[i] if i < len(names) else f"D{i + 1}", zorder=3 - 0.1 * i)
+        _mark_lines(ax0, w, label=True)
+        ax0.set_xlim(float(w[0]), float(w[-1]))
+        ax0.set_ylim(bottom=0)
+        ax0.set_ylabel("mean |SHAP|")
+        ax0.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7)
+        err = []
+        if np.isfinite(additivity_error):
+            err.append(f"additivity error {additivity_error:.2g}")
+        if np.isfinite(relative_additivity_error):
+            err.append(f"{100 * relative_additivity_error:.2g} % of the spread of D")
+        ax0.set_title("mean |SHAP| per pixel" + (f" ({', '.join(err)})" if err else ""))
+        ax0.set_xlabel(WAVE_LABEL)
+        last = ax0
+        for e in range(n_ex):
+            ax_f = fig.add_subplot(gs[1 + 2 * e], sharex=ax0)
+            ax_s = fig.add_subplot(gs[2 + 2 * e], sharex=ax0)
+            ax_f.plot(w, fx[e], color="0.15", lw=0.5)
+            ax_f.set_ylabel(FLUX_LABEL)
+            ax_f.set_title(labels[e] if e < len(labels) else f"example {e + 1}", fontsize=8)
+            ax_f.tick_params(labelbottom=False)
+            _mark_lines(ax_f, w, label=False)
+            phi = ev[e, comp]
+            ax_s.fill_between(w, 0, phi, where=phi >= 0, color=PALETTE[3], lw=0,
+                              interpolate=True, label=f"raises {cname}")
+            ax_s.fill_between(w, 0, phi, where=phi < 0, color=PALETTE[0], lw=0,
+                              interpolate=True, label=f"lowers {cname}")
+            ax_s.axhline(0, color="0.4", lw=0.4)
+            lim = float(np.nanmax(np.abs(phi))) if np.isfinite(phi).any() else 1.0
+            ax_s.set_ylim(-1.1 * (lim or 1.0), 1.1 * (lim or 1.0))
+            ax_s.set_ylabel(f"SHAP\n({cname})")
+            ax_s.tick_params(labelbottom=e == n_ex - 1)
+            _mark_lines(ax_s, w, label=False)
+            if e == 0:
+                ax_s.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=6.5)
+            last = ax_s
+        if n_ex:
+            last.set_xlabel(WAVE_LABEL)
+    return fig
+
+
+# --------------------------------------------------------------------------- others
+def fig_pca_variance(table: pd.DataFrame) -> Figure:
+    """Fraction of the latent variance along each component (bars) and its cumulative sum
+    (line, right-hand scale shared), from ``pca_variance.csv`` (``component``,
+    ``fraction``, ``cumulative``; ``cumulative`` is recomputed when absent). One axis."""
+    need = {"component", "fraction"}
+    if missing := sorted(need - set(table.columns)):
+        raise ValueError(f"PCA table lacks column(s) {missing}")
+    names = table["component"].astype(str).tolist()
+    frac = pd.to_numeric(table["fraction"], errors="coerce").to_numpy(float)
+    cum = (pd.to_numeric(table["cumulative"], errors="coerce").to_numpy(float)
+           if "cumulative" in table else np.nancumsum(frac))
+    x = np.arange(len(names))
+    with style():
+        fig = new_figure(figsize=(3.5, 2.6), layout="constrained")
+        ax = fig.add_subplot()
+        ax.bar(x, frac, width=0.7, color=PALETTE[0], label="per component")
+        ax.plot(x, cum, color=PALETTE[3], marker="o", ms=3.5, label="cumulative")
+        ax.set_xticks(x, names, rotation=0 if len(names) <= 10 else 90)
+        ax.set_ylim(0, 1.05)
+        ax.set_xlim(-0.6, len(names) - 0.4)
+        ax.set_xlabel("component")
+        ax.set_ylabel("fraction of latent variance")
+        ax.legend(loc="center right")
+        ax.set_title("PCA of the best VAE's latent means")
+    return fig
+
+
+def fig_model_loss_curves(metrics: Mapping[str, pd.DataFrame]) -> Figure:
+    """Validation loss (negative β-ELBO per spectrum) per epoch of every model of the grid.
+
+    ``metrics`` maps a model id (``vae-d3``, ``cvae-mstar+sfr-d2`` …) to its
+    ``metrics.csv`` rows. VAEs are drawn in shades of blue, CVAEs in shades of orange,
+    darker for a larger latent space; a model without any validation value shows its
+    training loss, dotted. Log y when every value is positive. One axis (legend outside).
+    """
+    def order(mid: str) -> tuple[int, str, int]:
+        m = re.fullmatch(r"(c?vae)(?:-(.*))?-d(\d+)", mid)
+        if not m:
+            return (2, mid, 0)
+        return (0 if m[1] == "vae" else 1, m[2] or "", int(m[3]))
+
+    ids = sorted(metrics, key=order)
+    fam = {"vae": [i for i in ids if order(i)[0] == 0], "cvae": [i for i in ids if order(i)[0] != 0]}
+    shades: dict[str, Any] = {}
+    for kind, cmap in (("vae", "Blues"), ("cvae", "Oranges")):
+        members = fam[kind]
+        for j, mid in enumerate(members):
+            level = 0.45 + 0.5 * (j / max(len(members) - 1, 1))
+            shades[mid] = matplotlib.colormaps[cmap](level)
+    ys: list[np.ndarray] = []
+    with style():
+        fig = new_figure(figsize=(5.6 if len(ids) > 8 else 4.8, 3.0), layout="constrained")
+        ax = fig.add_subplot()
+        for mid in ids:
+            df = metrics[mid]
+            x = (pd.to_numeric(df["epoch"], errors="coerce").to_numpy(float) if "epoch" in df
+                 else np.arange(1, len(df) + 1, dtype=float))
+            ls, lab = "-", mid
+            y = (pd.to_numeric(df["val_loss"], errors="coerce").to_numpy(float)
+                 if "val_loss" in df else np.full(len(df), np.nan))
+            if not np.isfinite(y).any() and "train_loss" in df:
+                y = pd.to_numeric(df["train_loss"], errors="coerce").to_numpy(float)
+                ls, lab = ":", f"{mid} (train)"
+            ok = np.isfinite(x) & np.isfinite(y)
+            if not ok.any():
+                continue
+            ax.plot(x[ok], y[ok], color=shades[mid], ls=ls, lw=1.0, label=lab,
+                    marker="o" if ok.sum() < 3 else None, ms=3)
+            ys.append(y[ok])
+        allv = np.concatenate(ys) if ys else np.array([])
+        if allv.size and np.all(allv > 0):
+            ax.set_yscale("log")
+            _plain_log_ticks(ax.yaxis)
+        if not ys:
+            _text_box(ax, "no loss values", "center")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(r"validation loss [nats / spectrum]")
+        ax.set_title(r"training curves ($-$ELBO, validation)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if ys:
+            ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=6,
+                      ncol=2 if len(ys) > 12 else 1, handlelength=1.5)
+    return fig
+
+
+def fig_truth_recovery(panels: Sequence[Mapping[str, Any]]) -> Figure:
+    """Mock: each planted parameter against the component that carries it.
+
+    ``panels``: one mapping per planted parameter with ``name`` (e.g. ``log_age``),
+    ``truth`` and ``d`` (per-spectrum arrays), ``component`` (``D2``), ``nmi`` and
+    ``rho`` (from ``mi.csv``, printed in the title); an entry with ``note`` instead of
+    arrays draws a panel with that text (e.g. a parameter held constant in the mock).
+    Points are drawn as a scatter (hexbin above 5000 spectra). Up to three panels a row.
+    """
+    n = max(len(panels), 1)
+    ncol = min(n, 3) if n != 4 else 2
+    nrow = math.ceil(n / ncol)
+    with style():
+        fig = new_figure(figsize=(min(7.2, 2.5 * ncol + 0.3), 2.45 * nrow), layout="constrained")
+        axes = np.atleast_1d(fig.subplots(nrow, ncol, squeeze=False).ravel())
+        for ax in axes[len(panels):]:
+            ax.set_axis_off()
+        if not panels:
+            axes[0].set_axis_on()
+            _text_box(axes[0], "no planted parameters", "center")
+        for ax, p in zip(axes, panels, strict=False):
+            name = str(p["name"])
+            ax.set_xlabel("true " + property_label(name))
+            if p.get("note"):
+                ax.set_title(property_symbol(name), fontsize=8)
+                _text_box(ax, str(p["note"]), "center")
+                ax.set_xticks([])
+                ax.set_yticks([])
+                continue
+            x = np.asarray(p["truth"], dtype=float).ravel()
+            y = np.asarray(p["d"], dtype=float).ravel()
+            ok = np.isfinite(x) & np.isfinite(y)
+            if ok.sum() > 5000:
+                ax.hexbin(x[ok], y[ok], gridsize=35, mincnt=1, cmap="Blues",
+                          norm=mcolors.LogNorm(), linewidths=0.0, rasterized=True)
+            else:
+                ax.scatter(x[ok], y[ok], s=3, lw=0, alpha=0.5, color=PALETTE[0],
+                           rasterized=True)
+            comp = str(p.get("component", "D"))
+            ax.set_ylabel(comp)
+            nmi, rho = float(p.get("nmi", math.nan)), float(p.get("rho", math.nan))
+            stats = []
+            if np.isfinite(nmi):
+                stats.append(f"NMI {_fmt_nmi(nmi)}")
+            if np.isfinite(rho):
+                stats.append(f"ρ {_fmt_signed(rho)}")
+            ax.set_title(f"{comp}: " + ", ".join(stats) if stats else comp, fontsize=8)
+        fig.suptitle("mock: planted parameters against their most informative component",
+                     fontsize=9)
+    return fig

@@ -1,0 +1,408 @@
+"""Train one VAE / CVAE of the spectra study and encode spectra with it.
+
+Thin glue between the preprocessed spectra file (:mod:`galforge.spectra.preprocess`),
+:mod:`galforge.spectra.model` and the shared trainer :func:`galforge.train.fit`:
+
+* a seeded train/validation split of the file's rows (:func:`split_indices`;
+  the same rows for every model of the grid, so the BIC compares models on the
+  same validation spectra);
+* the model's scalings from the training rows (per-pixel mean and spread of
+  the flux, mean and standard deviation of each condition) and a PCA start of
+  its linear shortcuts (:meth:`~galforge.spectra.model.SpectraVAE.init_linear_paths`);
+* a training work folder keyed by the settings (a killed job resumes, a
+  changed configuration starts afresh), and the final model written atomically
+  for inference. The split (seed, validation fraction, rows, a checksum of the
+  spectrum keys) is stored in the checkpoint, so :func:`validation_rows` and
+  :func:`galforge.spectra.bic.evaluate_model` find the same validation spectra
+  from the model file alone.
+
+Rows whose conditions (CVAE) are not finite are left out of training and
+evaluation (logged with their number); the split itself is drawn over all rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from galforge.io import InputError, atomic_path
+from galforge.spectra.model_settings import SpectraModelSettings
+
+log = logging.getLogger("galforge.spectra")
+
+__all__ = [
+    "Latents",
+    "SpectraFile",
+    "encode",
+    "keys_checksum",
+    "read_spectra_file",
+    "settings_key",
+    "split_indices",
+    "train_spectra_model",
+    "validation_rows",
+]
+
+#: Most training spectra used for the PCA start of the linear shortcuts.
+PCA_INIT_MAX_ROWS = 5000
+#: Floor of the per-pixel scale, as a fraction of its median over the pixels (pixels inside
+#: the normalisation window barely vary; the floor keeps their scaled values bounded).
+SCALE_FLOOR = 0.1
+
+
+@dataclass(frozen=True)
+class SpectraFile:
+    """The arrays of a preprocessed spectra file (rows in file order).
+
+    ``flux``/``weight`` are float32 (N, npix); ``conditions`` (N, n_cond) float64 in the
+    order asked for (empty second axis without conditions); ``properties`` holds every
+    ``properties/<name>`` column of the file.
+    """
+
+    path: Path
+    wave: np.ndarray
+    flux: np.ndarray | None
+    weight: np.ndarray | None
+    key: np.ndarray
+    plate: np.ndarray
+    mjd: np.ndarray
+    fiber: np.ndarray
+    conditions: np.ndarray
+    properties: dict[str, np.ndarray]
+
+    @property
+    def n(self) -> int:
+        return int(self.key.shape[0])
+
+
+def read_spectra_file(
+    path: str | Path,
+    conditions: tuple[str, ...] | list[str] = (),
+    *,
+    rows: np.ndarray | None = None,
+    arrays: bool = True,
+) -> SpectraFile:
+    """Read a preprocessed spectra HDF5 file (all rows, or the sorted ``rows``).
+
+    ``arrays=False`` skips ``flux``/``weight`` (ids and properties only). Raises
+    :class:`~galforge.io.InputError` naming the file and the dataset on a missing
+    dataset, mismatched shapes, negative or non-finite weights, non-finite flux
+    where the weight is positive, or a missing condition column.
+    """
+    path = Path(path)
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot open the preprocessed spectra file ({exc})") from None
+    with f:
+        for name in ("wave", "flux", "weight", "key", "plate", "mjd", "fiber"):
+            if name not in f:
+                raise InputError(f"{path}: dataset {name!r} is missing (not a preprocessed spectra file)")
+        n, npix = f["flux"].shape
+        if f["weight"].shape != (n, npix) or f["wave"].shape != (npix,):
+            raise InputError(
+                f"{path}: shapes disagree: flux {f['flux'].shape}, weight {f['weight'].shape}, "
+                f"wave {f['wave'].shape}"
+            )
+        sel: Any = slice(None)
+        if rows is not None:
+            rows = np.asarray(rows, dtype=np.int64)
+            if rows.size and (np.any(np.diff(rows) <= 0) or rows[0] < 0 or rows[-1] >= n):
+                raise ValueError(f"rows must be sorted, unique and within 0..{n - 1}")
+            sel = rows
+
+        def _get(name: str) -> np.ndarray:
+            ds = f[name]
+            if ds.shape[:1] != (n,):
+                raise InputError(f"{path}: dataset {name!r} has {ds.shape[0]} rows, flux has {n}")
+            return ds[sel] if rows is None or rows.size else ds[:0]
+
+        props: dict[str, np.ndarray] = {}
+        if "properties" in f:
+            for name in f["properties"]:
+                props[name] = np.asarray(_get(f"properties/{name}"), dtype=np.float64)
+        missing = [c for c in conditions if c not in props]
+        if missing:
+            raise InputError(
+                f"{path}: condition column properties/{missing[0]} is missing "
+                f"(present: {', '.join(sorted(props)) or 'none'})"
+            )
+        flux = weight = None
+        if arrays:
+            flux = np.asarray(_get("flux"), dtype=np.float32)
+            weight = np.asarray(_get("weight"), dtype=np.float32)
+            bad_w = ~np.isfinite(weight) | (weight < 0)
+            if bad_w.any():
+                r = int(np.argwhere(bad_w)[0, 0])
+                raise InputError(f"{path}: dataset 'weight' row {r} holds a negative or non-finite value")
+            bad_f = (weight > 0) & ~np.isfinite(flux)
+            if bad_f.any():
+                r = int(np.argwhere(bad_f)[0, 0])
+                raise InputError(f"{path}: dataset 'flux' row {r} is not finite where its weight is > 0")
+        cond = (np.column_stack([props[c] for c in conditions]) if conditions
+                else np.zeros((len(_get("key")), 0)))
+        return SpectraFile(
+            path=path, wave=np.asarray(f["wave"][...], dtype=np.float64), flux=flux,
+            weight=weight, key=np.asarray(_get("key"), dtype=np.int64),
+            plate=np.asarray(_get("plate")), mjd=np.asarray(_get("mjd")),
+            fiber=np.asarray(_get("fiber")), conditions=cond.astype(np.float64), properties=props,
+        )
+
+
+def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded random split of ``n`` rows into sorted train and validation indices."""
+    if not 0.0 < float(val_fraction) < 1.0:
+        raise ValueError(f"val_fraction must lie in (0, 1), got {val_fraction!r}")
+    if n < 2:
+        raise ValueError(f"need at least 2 rows to split, got {n}")
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x5EC7]))
+    perm = rng.permutation(n)
+    n_val = min(n - 1, max(1, int(round(val_fraction * n))))
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def keys_checksum(keys: np.ndarray) -> int:
+    """An order-sensitive checksum of the spectrum keys (identifies the file's rows)."""
+    h = hashlib.sha256(np.ascontiguousarray(np.asarray(keys, dtype=np.int64)).tobytes())
+    return int.from_bytes(h.digest()[:7], "little")
+
+
+def settings_key(*parts: Any) -> str:
+    """Short hash of the settings that determine a training run (its work folder's name)."""
+    blob = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _finite_rows(cond: np.ndarray) -> np.ndarray:
+    return np.all(np.isfinite(cond), axis=1) if cond.shape[1] else np.ones(len(cond), bool)
+
+
+def _pixel_scaling(flux: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mean = flux.mean(axis=0, dtype=np.float64)
+    scale = flux.std(axis=0, dtype=np.float64)
+    floor = SCALE_FLOOR * float(np.median(scale[scale > 0])) if np.any(scale > 0) else 1.0
+    return mean, np.maximum(scale, floor)
+
+
+def _pca_start(model: Any, flux: np.ndarray, seed: int) -> np.ndarray:
+    """Top principal axes of the scaled training spectra → the model's linear shortcuts.
+
+    Returns the fractions of the scaled variance along the axes used.
+    """
+    import torch
+
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0xCA]))
+    rows = np.sort(rng.choice(len(flux), size=min(len(flux), PCA_INIT_MAX_ROWS), replace=False))
+    xs = (torch.from_numpy(flux[rows]).double() - model.pix_mean.double()) / model.pix_scale.double()
+    xs = xs - xs.mean(dim=0)
+    k = min(model.latent_dim, xs.shape[0] - 1, xs.shape[1])
+    gen_state = torch.get_rng_state()
+    torch.manual_seed(int(seed))
+    try:
+        _, s, v = torch.svd_lowrank(xs, q=min(k + 10, min(xs.shape)), niter=6)
+    finally:
+        torch.set_rng_state(gen_state)
+    sd = (s[:k] / np.sqrt(max(xs.shape[0] - 1, 1))).clamp_min(1e-12)
+    model.init_linear_paths(v[:, :k].T.numpy(), sd.numpy())
+    total = float(xs.square().sum()) / max(xs.shape[0] - 1, 1)
+    return (sd.square() / total).numpy()
+
+
+def train_spectra_model(
+    data_path: str | Path,
+    model_settings: SpectraModelSettings | dict[str, Any],
+    train_settings: dict[str, Any],
+    *,
+    seed: int,
+    val_fraction: float,
+    out_model: str | Path,
+    out_metrics: str | Path,
+    workroot: str | Path,
+    progress: bool = True,
+    run_config: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train one VAE / CVAE on the preprocessed spectra; write the model and the metrics CSV.
+
+    Parameters
+    ----------
+    data_path
+        The preprocessed spectra HDF5 file.
+    model_settings
+        :class:`SpectraModelSettings` or its mapping (kind, latent size and conditions
+        included; see :meth:`SpectraModelSettings.from_model_id`).
+    train_settings
+        :class:`galforge.train.TrainConfig` keys (``seed`` and ``progress`` are set here).
+    seed, val_fraction
+        The run seed (weights, shuffling, split) and the validation fraction.
+    out_model, out_metrics
+        The final checkpoint (``load_for_inference`` reads it) and the metrics CSV,
+        each written atomically.
+    workroot
+        Parent of the work folder ``<workroot>/<settings hash>/`` holding the rolling
+        checkpoint; rerunning a killed job with the same settings resumes there.
+    run_config
+        Stored in the checkpoint (provenance).
+
+    Returns
+    -------
+    dict
+        ``model_id``, ``n_train``, ``n_val``, ``n_dropped`` (rows without finite
+        conditions), ``epochs``, ``stop_reason``, ``best_val_loss``, ``best_epoch``,
+        ``seconds``, ``device``, ``resumed``, ``pca_variance_fractions``.
+    """
+    import torch
+
+    from galforge.spectra.model import spectra_vae_loss
+    from galforge.train import TrainConfig, fit, seed_everything
+    from galforge.train.config import RESUME_SAFE_FIELDS
+
+    t0 = time.perf_counter()
+    ms = (model_settings if isinstance(model_settings, SpectraModelSettings)
+          else SpectraModelSettings.from_dict(model_settings))
+    tconfig = TrainConfig.from_dict({**dict(train_settings or {}), "seed": int(seed),
+                                     "progress": bool(progress)})
+    data = read_spectra_file(data_path, ms.conditions)
+    assert data.flux is not None and data.weight is not None
+    if data.flux.shape[1] != ms.npix:
+        raise InputError(f"{data.path}: spectra have {data.flux.shape[1]} pixels, the model {ms.npix}")
+    train_idx, val_idx = split_indices(data.n, val_fraction, seed)
+    ok = _finite_rows(data.conditions)
+    n_dropped = int((~ok).sum())
+    if n_dropped:
+        log.warning("%s: %d of %d spectra lack finite conditions %s and are not used",
+                     data.path, n_dropped, data.n, list(ms.conditions))
+    train_idx, val_idx = train_idx[ok[train_idx]], val_idx[ok[val_idx]]
+    if len(train_idx) < 2 or len(val_idx) < 1:
+        raise InputError(f"{data.path}: too few usable spectra to train ({len(train_idx)} training, "
+                         f"{len(val_idx)} validation)")
+    checksum = keys_checksum(data.key)
+    resumable = {k: v for k, v in tconfig.to_dict().items() if k not in RESUME_SAFE_FIELDS}
+    key = settings_key(ms.to_dict(), resumable, float(val_fraction), data.n, checksum)
+    workdir = Path(workroot) / key
+    log.info("%s: training on %d spectra (%d validation); work folder %s", ms.model_id,
+             len(train_idx), len(val_idx), workdir)
+
+    seed_everything(int(seed))
+    model = ms.build()
+    x_tr = data.flux[train_idx]
+    pix_mean, pix_scale = _pixel_scaling(x_tr)
+    c_tr = data.conditions[train_idx]
+    cond_mean = c_tr.mean(axis=0) if c_tr.shape[1] else None
+    cond_scale = c_tr.std(axis=0) if c_tr.shape[1] else None
+    model.set_scaling(pix_mean, pix_scale, cond_mean, cond_scale)
+    pca_frac = _pca_start(model, x_tr, int(seed)) if ms.linear_skip else np.zeros(0)
+
+    def tensors(idx: np.ndarray) -> tuple[torch.Tensor, ...]:
+        out = [torch.from_numpy(data.flux[idx]), torch.from_numpy(data.weight[idx])]
+        if ms.conditions:
+            out.append(torch.from_numpy(data.conditions[idx].astype(np.float32)))
+        return tuple(out)
+
+    def loss_fn(m: torch.nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
+        return spectra_vae_loss(m, batch, beta=ms.beta)
+
+    split = {"val_fraction": float(val_fraction), "seed": int(seed), "n_rows": data.n,
+             "keys_checksum": checksum}
+    result = fit(
+        model, loss_fn, tensors(train_idx), tensors(val_idx), tconfig,
+        workdir=workdir, log_dir=workdir, run_config=run_config,
+        normalization={"split": split, "model_settings": ms.to_dict(),
+                       "model_id": ms.model_id, "conditions": list(ms.conditions)},
+        model_kwargs=model.init_kwargs,
+    )
+    with atomic_path(out_model) as tmp:
+        shutil.copyfile(result.checkpoint_path, tmp)
+    with atomic_path(out_metrics) as tmp:
+        shutil.copyfile(result.metrics_path, tmp)
+    summary = {
+        "model_id": ms.model_id, "n_train": int(len(train_idx)), "n_val": int(len(val_idx)),
+        "n_dropped": n_dropped, "epochs": int(result.epochs_completed),
+        "stop_reason": result.stop_reason, "best_val_loss": float(result.best_val_loss),
+        "best_epoch": int(result.best_epoch), "seconds": round(time.perf_counter() - t0, 3),
+        "device": str(result.device), "resumed": bool(result.resumed),
+        "pca_variance_fractions": [float(v) for v in pca_frac],
+    }
+    log.info("%s: training done: %s", ms.model_id, summary)
+    return summary
+
+
+def validation_rows(meta_normalization: dict[str, Any], data_path: str | Path) -> np.ndarray:
+    """The validation rows a model was trained with, checked against ``data_path``.
+
+    ``meta_normalization`` is ``InferenceMeta.normalization`` of the model file.
+    Raises :class:`~galforge.io.InputError` when the file's rows are not the ones
+    the model was trained on.
+    """
+    try:
+        split = meta_normalization["split"]
+        vf, seed, n_rows, checksum = (float(split["val_fraction"]), int(split["seed"]),
+                                      int(split["n_rows"]), int(split["keys_checksum"]))
+    except (KeyError, TypeError) as exc:
+        raise InputError(f"the model file holds no train/validation split ({exc})") from None
+    data = read_spectra_file(data_path, arrays=False)
+    if data.n != n_rows or keys_checksum(data.key) != checksum:
+        raise InputError(
+            f"{data_path}: not the spectra the model was trained on ({data.n} rows here, "
+            f"{n_rows} then, or different spectrum keys)"
+        )
+    return split_indices(n_rows, vf, seed)[1]
+
+
+@dataclass(frozen=True)
+class Latents:
+    """Posterior means and log-variances of every encoded spectrum (rows as asked).
+
+    Rows whose conditions are not finite (CVAE) hold NaN.
+    """
+
+    rows: np.ndarray
+    key: np.ndarray
+    mu: np.ndarray
+    logvar: np.ndarray
+    conditions: np.ndarray
+
+
+def _batches(n: int, batch_size: int) -> range:
+    return range(0, n, max(1, int(batch_size)))
+
+
+def encode(
+    model_path: str | Path,
+    data_path: str | Path,
+    *,
+    rows: np.ndarray | None = None,
+    batch_size: int = 512,
+) -> Latents:
+    """Encode spectra of ``data_path`` (all rows, or the sorted ``rows``) with a trained model.
+
+    Eval mode, no gradients, batched; the CVAE's conditions are read from the file.
+    """
+    import torch
+
+    from galforge.spectra.model import eval_mode
+    from galforge.train import load_for_inference
+
+    model, _ = load_for_inference(model_path)
+    data = read_spectra_file(data_path, model.conditions, rows=rows)
+    assert data.flux is not None
+    n = data.n
+    mu = np.full((n, model.latent_dim), np.nan, dtype=np.float32)
+    logvar = np.full_like(mu, np.nan)
+    ok = np.flatnonzero(_finite_rows(data.conditions))
+    with torch.no_grad(), eval_mode(model):
+        for s in _batches(len(ok), batch_size):
+            idx = ok[s : s + int(batch_size)]
+            c = data.conditions[idx] if model.n_cond else None
+            m, lv = model.encode(torch.from_numpy(data.flux[idx]), c)
+            mu[idx] = m.float().numpy()
+            logvar[idx] = lv.float().numpy()
+    all_rows = np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64)
+    return Latents(rows=all_rows, key=data.key, mu=mu, logvar=logvar, conditions=data.conditions)

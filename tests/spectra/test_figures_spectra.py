@@ -1,0 +1,325 @@
+"""Figures of the spectra study: the plotting functions and make_figures on synthetic files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from matplotlib.collections import QuadMesh
+from matplotlib.figure import Figure
+from PIL import Image
+
+from galforge.config import resolve_config
+from galforge.io import InputError
+from galforge.provenance import Provenance
+from galforge.spectra import figures as F
+from galforge.spectra._testing import make_lowrank_spectra
+from galforge.spectra.figure_set import FIGURES, TRUTH_FIGURE, make_figures
+
+PLANTED = ("log_age", "log_ssfr", "log_u", "a_v")
+N_SPEC, N_STEPS, N_EX = 300, 5, 2
+
+
+@pytest.fixture(autouse=True)
+def no_pyplot_leaks():
+    """Nothing here goes through pyplot: no figure is ever registered there."""
+    import matplotlib.pyplot as plt
+
+    before = plt.get_fignums()
+    yield
+    assert plt.get_fignums() == before == []
+
+
+@pytest.fixture(scope="module")
+def cfg() -> dict:
+    return resolve_config({"scale": "tiny", "run": "t"})
+
+
+def texts(fig: Figure) -> str:
+    out = [t.get_text() for t in fig.findobj(lambda a: hasattr(a, "get_text"))]
+    return "\n".join(s for s in out if isinstance(s, str))
+
+
+# --------------------------------------------------------------------------- synthetic files
+def bic_frame() -> pd.DataFrame:
+    rows = []
+    for kind, conds, dims in (("vae", "", range(1, 6)), ("cvae", "mstar+sfr", range(1, 4)),
+                              ("cvae", "ssfr", range(1, 4))):
+        for d in dims:
+            bic = 1.0e5 + 4.0e3 * (d - 3) ** 2 + (500.0 if kind == "cvae" else 0.0) + 37.0 * d
+            rows.append(dict(
+                model_id=f"vae-d{d}" if kind == "vae" else f"cvae-{conds}-d{d}", kind=kind,
+                conditions=conds, latent_dim=d, n_conditions=conds.count("+") + bool(conds),
+                k=d + conds.count("+") + bool(conds), n=N_SPEC, log_l=-bic / 2, bic=bic,
+                chi2_nu=1.0 + 1.5 / d, gauss_log_l=np.nan, bic_gauss=np.nan, elbo=np.nan,
+                bic_elbo=np.nan, kl_mean=2.0 * d, active_latents=d,
+            ))
+    df = pd.DataFrame(rows)
+    df["delta_bic"] = df["bic"] - df.groupby("kind")["bic"].transform("min")
+    df["best_in_kind"] = False
+    df.loc[df.groupby("kind")["bic"].idxmin(), "best_in_kind"] = True
+    df["best_in_group"] = False
+    df.loc[df.groupby(["kind", "conditions"])["bic"].idxmin(), "best_in_group"] = True
+    return df
+
+
+def write_inputs(tmp: Path, *, n_d: int = 3, cvae: bool = True, truth: bool = True) -> dict:
+    """Plausible small versions of every input of make_figures (paths)."""
+    rng = np.random.default_rng(1)
+    sim = make_lowrank_spectra(N_SPEC, 3, seed=3)
+    wave, flux, fac = sim["wave"], sim["flux"], sim["factors"]
+    props = {k: np.asarray(v, float) for k, v in sim["properties"].items()}
+    props["av"] = np.where(rng.random(N_SPEC) < 0.1, np.nan, rng.gamma(2.0, 0.3, N_SPEC))
+    paths = {k: tmp / v for k, v in dict(
+        spectra="spectra.h5", catalog="catalog.parquet", bic="bic.csv", pca="pca_variance.csv",
+        mi="mi.csv", analysis="analysis.h5").items()}
+    with h5py.File(paths["spectra"], "w") as f:
+        f["wave"], f["flux"], f["key"] = wave, flux, sim["key"]
+        f["plate"], f["mjd"], f["fiber"] = sim["plate"], sim["mjd"], sim["fiber"]
+        f["z"] = rng.uniform(0.02, 0.1, N_SPEC)
+        for k, v in props.items():
+            f[f"properties/{k}"] = v
+    d = fac[:, :n_d] * np.linspace(2.0, 0.7, n_d) + 0.1 * rng.standard_normal((N_SPEC, n_d))
+    cat = pd.DataFrame({"key": sim["key"], "plate": sim["plate"], "mjd": sim["mjd"],
+                        "fiber": sim["fiber"]})
+    for i in range(n_d):
+        cat[f"D{i + 1}"] = d[:, i]
+    for i in range(n_d):
+        cat[f"mu{i + 1}"] = d[:, i] * 0.9
+    cat.to_parquet(paths["catalog"], index=False)
+    bic_frame().to_csv(paths["bic"], index=False)
+    var = d.var(axis=0, ddof=1)
+    pd.DataFrame({"component": [f"D{i + 1}" for i in range(n_d)], "variance": var,
+                  "fraction": var / var.sum(), "cumulative": np.cumsum(var) / var.sum()}
+                 ).to_csv(paths["pca"], index=False)
+    names = ["log_mstar", "log_sfr", "log_ssfr", "oh_p50", "av"]
+    if truth:
+        names += [f"true_{p}" for p in PLANTED] + ["true_d4000", "true_ew_halpha"]
+    pd.DataFrame([dict(component=f"D{i + 1}", property=p, n=N_SPEC, mi=rng.uniform(0, 1),
+                       nmi=rng.uniform(0.8, 60.0), rho=rng.uniform(-1, 1))
+                  for i in range(n_d) for p in names]).to_csv(paths["mi"], index=False)
+    # sweeps: noiseless spectra nearest to quantiles of each factor
+    order = [np.argsort(fac[:, i])[np.linspace(10, N_SPEC - 10, N_STEPS).astype(int)]
+             for i in range(n_d)]
+    with h5py.File(paths["analysis"], "w") as h5:
+        h5.attrs["best_vae"] = "vae-d3"
+        h5.attrs["best_cvae"] = "cvae-ssfr-d2" if cvae else ""
+        h5.attrs["cvae_conditions"] = json.dumps(["log_ssfr"] if cvae else [])
+        h5["wave"] = wave
+        h5["pca/components"], h5["pca/mean"], h5["pca/variance"] = np.eye(n_d), np.zeros(n_d), var
+        h5["sweep/values"] = np.stack([d[o, i] for i, o in enumerate(order)])
+        h5["sweep/spectra"] = np.stack([sim["model"][o] for o in order]).astype(np.float32)
+        if cvae:
+            o = np.argsort(props["log_ssfr"])[np.linspace(10, N_SPEC - 10, N_STEPS).astype(int)]
+            h5["cvae_sweep/log_ssfr/values"] = props["log_ssfr"][o]
+            h5["cvae_sweep/log_ssfr/spectra"] = sim["model"][o].astype(np.float32)
+        g = h5.create_group("shap")
+        bump = np.exp(-0.5 * ((wave[None, :] - np.array([[6564.6], [5008.2], [3728.5]])[:n_d])
+                              / 6.0) ** 2)
+        g["mean_abs"] = 0.01 * bump + 1e-4 * rng.random((n_d, wave.size))
+        rows = np.array([5, 150, 290][:N_EX], dtype=np.int64)
+        g["example_rows"], g["example_flux"] = rows, flux[rows]
+        g["example_values"] = (0.02 * rng.standard_normal((N_EX, 1, 1)) * bump[None]
+                               ).astype(np.float32)
+        g["example_D"] = d[rows]
+        g.attrs["additivity_error"] = 2.3e-4
+        g.attrs["relative_additivity_error"] = 1.1e-3
+        g.attrs["components"] = json.dumps([f"D{i + 1}" for i in range(n_d)])
+    metrics = {}
+    for mid in bic_frame()["model_id"]:
+        mdir = tmp / "models" / mid
+        mdir.mkdir(parents=True)
+        ep = np.arange(1, 13)
+        scale = 3000.0 * (1.0 + 0.1 * len(mid))
+        pd.DataFrame({"epoch": ep, "step": ep * 10, "train_loss": scale * (1 + 2 / ep),
+                      "val_loss": scale * (1.05 + 2 / ep), "lr": 1e-3, "seconds": 0.5,
+                      "train_recon": scale, "val_recon": scale, "train_kl": 5.0, "val_kl": 5.0}
+                     ).to_csv(mdir / "metrics.csv", index=False)
+        metrics[mid] = str(mdir / "metrics.csv")
+    paths = {k: str(v) for k, v in paths.items()}
+    paths["metrics"] = metrics
+    if truth:
+        t = pd.DataFrame({"key": sim["key"], "log_age": 9.5 + 0.4 * fac[:, 0],
+                          "log_ssfr": -10.0 + 0.5 * fac[:, 1], "log_u": -3.0 + 0.3 * fac[:, 2],
+                          "a_v": np.full(N_SPEC, 0.3),  # held constant: one panel says so
+                          "log_mstar": props["log_mstar"], "log_sfr": props["log_sfr"],
+                          "oh_p50": props["oh_p50"], "d4000": 1.5 + 0.2 * fac[:, 0],
+                          "ew_halpha": 20.0 * np.exp(fac[:, 1]), "class": "GALAXY"})
+        table = pa.Table.from_pandas(t.sample(frac=1.0, random_state=0), preserve_index=False)
+        meta = {**(table.schema.metadata or {}), b"galforge.planted_parameters":
+                json.dumps({p: {"unit": ""} for p in PLANTED}).encode()}
+        pq.write_table(table.replace_schema_metadata(meta), tmp / "truth.parquet")
+        paths["truth"] = str(tmp / "truth.parquet")
+    return paths
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory, cfg):
+    tmp = tmp_path_factory.mktemp("spectra_figs")
+    paths = write_inputs(tmp)
+    written = make_figures(**paths, outdir=str(tmp / "figures"), cfg=cfg)
+    return tmp / "figures", written
+
+
+# --------------------------------------------------------------------------- make_figures
+def test_make_figures_writes_every_stamped_figure(full_run, cfg):
+    out, written = full_run
+    stems = [*FIGURES, TRUTH_FIGURE]
+    assert sorted(written) == sorted(out / f"{s}.{e}" for s in stems for e in ("pdf", "png"))
+    prov = Provenance.from_config(cfg, study="spectra")
+    for s in stems:
+        for ext in ("pdf", "png"):
+            assert (out / f"{s}.{ext}").stat().st_size > 1000, (s, ext)
+        with Image.open(out / f"{s}.png") as im:
+            meta = dict(im.text)
+        assert meta["galforge:run"] == "t" and meta["galforge:source"] == prov.source
+        assert meta["galforge:config_hash"] == prov.config_hash
+        assert meta["Description"] == prov.as_text() and meta["Title"] == s
+        assert (out / f"{s}.pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_without_cvae_truth_or_second_component(tmp_path, cfg):
+    paths = write_inputs(tmp_path, n_d=1, cvae=False, truth=False)
+    written = make_figures(**paths, outdir=str(tmp_path / "figs"), cfg=cfg)
+    assert {p.stem for p in written} == set(FIGURES)
+    assert not (tmp_path / "figs" / f"{TRUTH_FIGURE}.png").exists()
+
+
+def test_cfg_without_spectra_section(tmp_path, cfg, monkeypatch):
+    """Bin settings fall back to the AnalysisSettings defaults."""
+    paths = write_inputs(tmp_path, cvae=False, truth=False)
+    bare = {k: v for k, v in cfg.items() if k != "spectra"}
+    seen = {}
+
+    def spy(*a, **kw):
+        seen.update(kw)
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr(F, "fig_latent_property_maps", spy)
+    with pytest.raises(RuntimeError, match="stop"):
+        make_figures(**paths, outdir=str(tmp_path / "figs"), cfg=bare)
+    assert seen["n_bins"] == 20 and seen["min_count"] == 5
+
+
+def test_missing_bic_column_names_file_and_column(tmp_path, cfg):
+    paths = write_inputs(tmp_path, cvae=False, truth=False)
+    pd.read_csv(paths["bic"]).drop(columns="chi2_nu").to_csv(paths["bic"], index=False)
+    with pytest.raises(InputError, match=r"bic\.csv.*'chi2_nu'"):
+        make_figures(**paths, outdir=str(tmp_path / "figs"), cfg=cfg)
+    assert not (tmp_path / "figs").exists()  # failed before writing anything
+
+
+def test_bad_analysis_and_catalog_inputs(tmp_path, cfg):
+    paths = write_inputs(tmp_path, cvae=False, truth=False)
+    out = str(tmp_path / "figs")
+    with h5py.File(paths["analysis"], "a") as h5:
+        del h5["shap/mean_abs"]
+    with pytest.raises(InputError, match=r"analysis\.h5: dataset 'mean_abs' missing"):
+        make_figures(**paths, outdir=out, cfg=cfg)
+    cat = pd.read_parquet(paths["catalog"])
+    cat.iloc[::-1].to_parquet(paths["catalog"], index=False)
+    with pytest.raises(InputError, match=r"catalog\.parquet: column 'key' is not in the order"):
+        make_figures(**paths, outdir=out, cfg=cfg)
+    cat.drop(columns=["D1", "D2", "D3"]).to_parquet(paths["catalog"], index=False)
+    with pytest.raises(InputError, match=r"catalog\.parquet: no component columns"):
+        make_figures(**paths, outdir=out, cfg=cfg)
+    with pytest.raises(InputError, match=r"MI table not found: .*nope\.csv"):
+        make_figures(**{**paths, "mi": str(tmp_path / "nope.csv")}, outdir=out, cfg=cfg)
+
+
+def test_truth_without_planted_metadata(tmp_path, cfg):
+    paths = write_inputs(tmp_path, cvae=False, truth=True)
+    pq.write_table(pq.read_table(paths["truth"]).replace_schema_metadata({}), paths["truth"])
+    with pytest.raises(InputError, match=r"truth\.parquet: schema metadata "
+                                         r"'galforge\.planted_parameters' missing"):
+        make_figures(**paths, outdir=str(tmp_path / "figs"), cfg=cfg)
+
+
+# --------------------------------------------------------------------------- plotting functions
+def test_bic_grid_marks_best_models_and_planted():
+    bic = bic_frame()
+    fig = F.fig_bic_grid(bic, n_planted=3)
+    ax_b, ax_c = fig.axes[:2]
+    for kind in ("vae", "cvae"):
+        row = bic[(bic["kind"] == kind) & bic["best_in_kind"]].iloc[0]
+        stars = [ln for ln in ax_b.lines if ln.get_gid() == f"best-{kind}"]
+        assert len(stars) == 1 and stars[0].get_marker() == "*"
+        assert stars[0].get_xdata()[0] == row["latent_dim"]
+        assert stars[0].get_ydata()[0] == pytest.approx(row["bic"] - bic["bic"].min())
+        chi = [ln for ln in ax_c.lines if ln.get_gid() == f"best-{kind}"]
+        assert chi[0].get_ydata()[0] == pytest.approx(row["chi2_nu"])
+    planted = [ln for ln in ax_b.lines if ln.get_gid() == "planted"]
+    assert len(planted) == 1 and planted[0].get_xdata()[0] == 3
+    s = texts(fig)
+    for lab in ("VAE", "CVAE (mstar+sfr)", "CVAE (ssfr)", "planted", "best VAE", "best CVAE"):
+        assert lab in s
+    # VAE-only grid with NaN conditions (as pandas reads an empty field), no planted line
+    vae = bic[bic["kind"] == "vae"].assign(conditions=np.nan)
+    fig = F.fig_bic_grid(vae)
+    assert not [ln for ln in fig.axes[0].lines if ln.get_gid() in ("planted", "best-cvae")]
+    with pytest.raises(ValueError, match="chi2_nu"):
+        F.fig_bic_grid(bic.drop(columns="chi2_nu"))
+
+
+def test_latent_property_maps_bin_means_and_single_component():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=2000), rng.normal(size=2000)
+    props = {"log_mstar": 10 + x, "log_sfr": y, "log_ssfr": np.full(2000, np.nan)}
+    fig = F.fig_latent_property_maps(x, y, props, n_bins=8, min_count=3)
+    meshes = [m for m in fig.findobj(QuadMesh) if m.axes in fig.axes[:1]]
+    arr = np.ma.masked_invalid(meshes[0].get_array())
+    assert arr.shape == (8, 8)
+    assert np.ma.median(arr[:, -1] - arr[:, 0]) > 1.0  # mean M* rises along D1 (x)
+    assert "no finite values" in texts(fig)
+    fig = F.fig_latent_property_maps(x, None, props, n_bins=8)
+    assert "D1" in texts(fig) and "no finite values" in texts(fig)
+
+
+def test_mutual_information_heatmap_order_and_annotations():
+    mi = pd.DataFrame([dict(component=c, property=p, nmi=v, rho=r)
+                       for c, p, v, r in (("D2", "log_sfr", 3.0, -0.4), ("D1", "log_sfr", 40.0, 0.9),
+                                          ("D10", "oh_p50", 1.2, 0.05), ("D1", "oh_p50", 2.0, 0.2))])
+    fig = F.fig_mutual_information(mi)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["D1", "D2", "D10"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == [
+        F.property_symbol("log_sfr"), F.property_symbol("oh_p50")]
+    img = ax.images[0].get_array()
+    assert img[0, 0] == 40.0 and np.ma.is_masked(img[1, 1])
+    cells = [t.get_text() for t in ax.texts]
+    assert "40.0\n$\\rho$+0.90" in cells and any("\N{MINUS SIGN}0.40" in c for c in cells)
+    assert len(cells) == 4
+
+
+def test_sweeps_shap_and_empty_cvae():
+    wave = np.logspace(np.log10(3400), np.log10(8400), 500)
+    vals = np.linspace(-2, 2, 4)[None].repeat(2, 0)
+    spec = np.ones((2, 4, 500)) + vals[..., None] * 0.1
+    fig = F.fig_component_sweeps(wave, vals, spec)
+    s = texts(fig)
+    assert "[O III]" in s and "rest-frame wavelength [Å]" in s and "normalised flux" in s
+    with pytest.raises(ValueError, match="k, n_steps, npix"):
+        F.fig_component_sweeps(wave, vals, spec[:, :, :10])
+    fig = F.fig_cvae_condition_sweeps(wave, {})
+    assert "no CVAE in the model grid" in texts(fig)
+    fig = F.fig_cvae_condition_sweeps(wave, {"log_mstar": (vals[0], spec[0])}, model_id="m")
+    assert F.property_label("log_mstar", multiline=True) in texts(fig)
+    fig = F.fig_shap(wave, np.abs(spec[:, 0]), spec[0, :2], np.stack([spec[:, 0]] * 2) - 1,
+                     additivity_error=1e-3, relative_additivity_error=0.02,
+                     example_labels=["a", "b"])
+    s = texts(fig)
+    assert "additivity error 0.001" in s and "2 % of the spread of D" in s and "SHAP\n(D1)" in s
+
+
+def test_labels():
+    assert F.group_label("vae", "") == "VAE"
+    assert F.group_label("cvae", "mstar+sfr") == "CVAE (mstar+sfr)"
+    assert F.property_label("mstar") == F.property_label("log_mstar")
+    assert F.property_symbol("true_log_age").startswith("true ")
+    assert F.property_label("unknown_thing") == "unknown thing"

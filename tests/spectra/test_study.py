@@ -1,0 +1,150 @@
+"""The spectra study's workflow steps (galforge.spectra.study): manifests, shards, targets, truth."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from astropy.table import Table
+
+from conftest import shared_data_path
+from galforge.archives.gswlc import write_gswlc
+from galforge.archives.sdss import write_mpajhu_oh
+from galforge.archives.sdss_spectra import MANIFEST_COLUMNS
+from galforge.io import InputError
+from galforge.mock.spectra import settings_for_scale, write_spectra_mock
+from galforge.spectra.preprocess import read_preprocessed
+from galforge.spectra.study import (
+    REJECTS_COLUMNS,
+    build_targets,
+    merge_shards,
+    mock_manifests,
+    preprocess_shard_files,
+    truth_recovery,
+)
+
+REAL = {  # the eight real spectra and what the selection must do with each
+    "spSpec-51630-0266-637.fit": None, "spSpec-51984-0296-003.fit": None,
+    "spec-0266-51602-0001.fits": None, "spec-0266-51630-0004.fits": None,
+    "spSpec-51984-0296-002.fit": "z_range", "spec-0295-51585-0596.fits": "z_range",
+    "spec-0266-51630-0015.fits": "not_galaxy", "spec-0280-51612-0117.fits": "not_galaxy",
+}
+#: placeholder GSWLC rows (plate, mjd, fiber, z, log M*, log SFR) for the eight spectra
+PLACEHOLDER = [
+    (266, 51630, 637, 0.0880, 10.6, 0.1), (296, 51984, 3, 0.0784, 10.9, -0.8),
+    (296, 51984, 2, 0.1037, 11.1, -0.2), (266, 51602, 1, 0.0213, 9.4, -0.4),
+    (266, 51630, 4, 0.0647, 10.2, 0.5), (266, 51630, 15, 0.0006, 9.0, -1.0),
+    (295, 51585, 596, 0.1379, 11.3, 0.2), (280, 51612, 117, 0.2446, 11.0, 1.0),
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_mock(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("mock")
+    write_spectra_mock(settings_for_scale("tiny"), root, seed=3, progress=False)
+    return root
+
+
+def _catalogs(tmp_path: Path) -> tuple[Path, Path, Path]:
+    rows = Table(rows=PLACEHOLDER, names=("plate", "mjd", "fiber", "z", "log_mstar", "log_sfr"))
+    rows["av"] = np.linspace(0.1, 0.8, len(rows))
+    gswlc = write_gswlc(rows, tmp_path / "gswlc.fits")
+    info, oh = write_mpajhu_oh([266, 296], [51630, 51984], [637, 3], [8.95, 8.8],
+                               tmp_path / "info.fit.gz", tmp_path / "oh.fits.gz")
+    return gswlc, info, oh
+
+
+def test_mock_manifests_split_every_file_by_plate(tiny_mock: Path, tmp_path: Path) -> None:
+    dests = [tmp_path / f"m{i}.csv" for i in range(3)]
+    mock_manifests(tiny_mock, 3, dests)
+    frames = [pd.read_csv(d, keep_default_na=False) for d in dests]
+    allrows = pd.concat(frames)
+    files = sorted(tiny_mock.glob("spectra/*/spec-*.fits"))
+    assert list(frames[0].columns) == list(MANIFEST_COLUMNS)
+    assert len(allrows) == len(files) == 200 and allrows["key"].is_unique
+    for i, f in enumerate(frames):
+        assert (f["plate"] % 3 == i).all() and (f["status"] == "ok").all()
+    row = allrows.iloc[7]
+    assert hashlib.sha256(Path(row["path"]).read_bytes()).hexdigest() == row["sha256"]
+    with pytest.raises(InputError, match="2 manifest paths for 3 shards"):
+        mock_manifests(tiny_mock, 3, dests[:2])
+    with pytest.raises(InputError, match="no spec-"):
+        mock_manifests(tmp_path, 1, [tmp_path / "x.csv"])
+
+
+@pytest.mark.archive
+def test_real_spectra_shard_keeps_the_low_z_galaxies(tmp_path: Path) -> None:
+    paths = [shared_data_path(f"spectra/{n}") for n in REAL]
+    manifest = pd.DataFrame({"key": np.arange(len(paths)), "plate": 0, "mjd": 0, "fiber": 0,
+                             "path": [str(p) for p in paths], "status": "ok", "url": "",
+                             "bytes": 0, "sha256": ""})
+    # one spectrum the archive did not have
+    manifest.loc[len(manifest)] = [99, 1, 1, 1, str(tmp_path / "gone.fits"), "missing", "u", 0, ""]
+    manifest.to_csv(tmp_path / "manifest.csv", index=False)
+    gswlc, info, oh = _catalogs(tmp_path)
+    out, rej = tmp_path / "shard.h5", tmp_path / "rejects.csv"
+    summary = preprocess_shard_files(tmp_path / "manifest.csv", gswlc, info, oh, {}, {}, out, rej,
+                                     progress=False)
+    assert summary["n_selected"] == 4 and summary["n_written"] == 4
+    data = read_preprocessed(out)
+    assert np.isfinite(data["properties"]["log_mstar"]).all()
+    assert np.isfinite(data["properties"]["oh_p50"]).sum() == 2
+    rejects = pd.read_csv(rej, keep_default_na=False)
+    assert list(rejects.columns) == list(REJECTS_COLUMNS)
+    codes = {Path(p).name: c for p, c in zip(rejects["path"], rejects["code"], strict=True)}
+    assert codes == {**{k: v for k, v in REAL.items() if v}, "gone.fits": "not_downloaded"}
+    # the merge: rejects of every shard, counted by reason (the shard alone is too small to
+    # infill with 10 components)
+    with pytest.raises(InputError, match="infill needs more"):
+        merge_shards([out], [rej], {}, tmp_path / "s.h5", tmp_path / "r.csv", tmp_path / "r.json")
+    assert not (tmp_path / "s.h5").exists() and not (tmp_path / "r.json").exists()
+    report = merge_shards([out], [rej], {"infill_components": 2}, tmp_path / "s.h5",
+                          tmp_path / "r.csv", tmp_path / "r.json", progress=False)
+    assert report["n_spectra"] == 4
+    assert report["rejected_by_code"] == {"z_range": 2, "not_galaxy": 2, "not_downloaded": 1}
+    assert json.loads((tmp_path / "r.json").read_text()) == json.loads(json.dumps(report))
+
+
+def test_build_targets_preselects_on_gswlc(tmp_path: Path) -> None:
+    gswlc, _, _ = _catalogs(tmp_path)
+    t = build_targets(gswlc, {"zmax": 0.1})
+    assert len(t) == 5 and (t["z"] < 0.1).all() and t["key"].is_monotonic_increasing
+    assert len(build_targets(gswlc, {}, max_spectra=2)) == 2
+    with pytest.raises(InputError, match="no GSWLC galaxy"):
+        build_targets(gswlc, {"zmin": 0.3, "zmax": 0.4})
+
+
+def _bic(best_vae: int) -> pd.DataFrame:
+    dims = np.arange(1, 7)
+    return pd.DataFrame({"kind": "vae", "conditions": "", "latent_dim": dims,
+                         "bic": (dims - best_vae) ** 2.0})
+
+
+def _mi(nmi_u: float) -> pd.DataFrame:
+    rows = []
+    for comp, nmis in (("D1", [9.0, 1.0, 1.0, 1.0]), ("D2", [1.0, 5.0, nmi_u, 3.0])):
+        for name, v in zip(["log_age", "log_ssfr", "log_u", "a_v"], nmis, strict=True):
+            rows.append({"component": comp, "property": f"true_{name}", "nmi": v, "rho": 0.5})
+    return pd.DataFrame(rows)
+
+
+def test_truth_recovery_flags_pass_and_fail() -> None:
+    wave = np.linspace(3400, 8400, 2001)
+    lines = {"Halpha": 6564.61, "[OIII]5008": 5008.24}
+    shap = np.zeros((2, wave.size))
+    shap[1] += np.exp(-0.5 * ((wave - 6570.0) / 3.0) ** 2)  # D2 peaks 5.4 Å from Halpha
+    planted = ["log_age", "log_ssfr", "log_u", "a_v"]
+    ok = truth_recovery(_bic(4), _mi(2.5), wave, shap, planted, lines)
+    assert ok["pass_bic"] and ok["pass_mi"] and ok["bic_best_latent_dim"] == 4
+    assert ok["best_nmi"]["log_u"] == {"component": "D2", "nmi": 2.5, "rho": 0.5}
+    # log_ssfr peaks at Halpha (a line it drives); log_u drives [OIII] but not Halpha here
+    assert ok["shap_peaks"]["log_ssfr"]["nearest_line"] == "Halpha"
+    assert ok["shap_peaks"]["log_ssfr"]["distance"] == pytest.approx(5.4, abs=2.5)
+    assert not ok["pass_shap"] and ok["shap_peaks"]["log_u"]["nearest_line"] == "[OIII]5008"
+    bad = truth_recovery(_bic(6), _mi(1.5), wave, shap, planted, {"Halpha": 6564.61,
+                                                                 "[OIII]5008": 6570.0})
+    assert not bad["pass_bic"] and not bad["pass_mi"] and bad["pass_shap"]

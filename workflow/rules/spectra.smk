@@ -1,0 +1,303 @@
+# Spectra study (Iwasaki, Cooray, Takeuchi): VAE / CVAE on SDSS spectra x GSWLC.
+# Data (mock or archive, sharded by plate) -> preprocessing -> one training job per model of
+# the grid -> BIC -> PCA of the best VAE's latents, MI, SHAP -> figures.
+
+
+rule spectra_mock:
+    output:
+        gswlc=res("spectra", "mock/gswlc.fits"),
+        info=res("spectra", "mock/mpajhu/gal_info_dr7_v5_2.fit.gz"),
+        oh=res("spectra", "mock/mpajhu/gal_fiboh_dr7_v5_2.fits.gz"),
+        truth=res("spectra", "mock/truth.parquet"),
+        manifests=expand(res("spectra", "mock/manifests/shard-{shard}.csv"), shard=spectra_shards()),
+    params:
+        config=cli_config("spectra", "mock", "mock_shards"),
+        root=lambda wildcards, output: Path(output.gswlc).parent,
+    log:
+        logfile("spectra", "mock"),
+    benchmark:
+        benchfile("spectra", "mock")
+    conda:
+        "../../envs/spectra.yaml"
+    shell:
+        "galforge spectra-mock --config {params.config:q} --no-progress --root {params.root:q}"
+        " --manifests {output.manifests:q} > {log:q} 2>&1"
+
+
+rule spectra_fetch_gswlc:
+    output:
+        f"{CACHE}/gswlc/GSWLC-X2.dat",
+    params:
+        config=cli_config("spectra"),
+    log:
+        f"{CACHE}/gswlc/fetch.log",
+    conda:
+        "../../envs/archives.yaml"
+    localrule: True
+    shell:
+        "galforge spectra-fetch-gswlc --config {params.config:q} --no-progress"
+        " --out {output:q} > {log:q} 2>&1"
+
+
+rule spectra_fetch_mpajhu_oh:
+    output:
+        f"{CACHE}/mpajhu/gal_fiboh_dr7_v5_2.fits.gz",
+    params:
+        config=cli_config("spectra"),
+    log:
+        f"{CACHE}/mpajhu/fetch_oh.log",
+    conda:
+        "../../envs/archives.yaml"
+    localrule: True
+    shell:
+        "galforge spectra-fetch-mpajhu-oh --config {params.config:q} --no-progress"
+        " --out {output:q} > {log:q} 2>&1"
+
+
+rule spectra_targets:
+    input:
+        f"{CACHE}/gswlc/GSWLC-X2.dat",
+    output:
+        res("spectra", "archive/targets.parquet"),
+    params:
+        config=cli_config("spectra", "selection", "archive"),
+    log:
+        logfile("spectra", "targets"),
+    benchmark:
+        benchfile("spectra", "targets")
+    conda:
+        "../../envs/spectra.yaml"
+    shell:
+        "galforge spectra-targets --config {params.config:q} --gswlc {input:q}"
+        " --out {output:q} > {log:q} 2>&1"
+
+
+rule spectra_fetch_shard:
+    input:
+        res("spectra", "archive/targets.parquet"),
+    output:
+        res("spectra", "archive/manifests/shard-{shard}.csv"),
+    params:
+        config=cli_config("spectra", "archive"),
+        dest=f"{CACHE}/sdss_spectra",
+    log:
+        logfile("spectra", "fetch-{shard}"),
+    conda:
+        "../../envs/archives.yaml"
+    localrule: True
+    shell:
+        "galforge spectra-fetch --config {params.config:q} --no-progress --shard {wildcards.shard}"
+        " --targets {input:q} --dest {params.dest:q} --manifest {output:q} > {log:q} 2>&1"
+
+
+rule spectra_preprocess_shard:
+    input:
+        unpack(spectra_shard_inputs),
+    output:
+        spectra=res("spectra", "shards/shard-{shard}.h5"),
+        rejects=res("spectra", "shards/rejects-{shard}.csv"),
+    params:
+        config=cli_config("spectra", "selection", "preprocess"),
+    resources:
+        mem_mb=4000,
+    log:
+        logfile("spectra", "preprocess-{shard}"),
+    benchmark:
+        benchfile("spectra", "preprocess-{shard}")
+    conda:
+        "../../envs/spectra.yaml"
+    shell:
+        "galforge spectra-preprocess-shard --config {params.config:q} --no-progress"
+        " --manifest {input.manifest:q} --gswlc {input.gswlc:q} --mpajhu-info {input.info:q}"
+        " --mpajhu-oh {input.oh:q} --out {output.spectra:q} --rejects {output.rejects:q}"
+        " > {log:q} 2>&1"
+
+
+rule spectra_preprocess:
+    input:
+        spectra=expand(res("spectra", "shards/shard-{shard}.h5"), shard=spectra_shards()),
+        rejects=expand(res("spectra", "shards/rejects-{shard}.csv"), shard=spectra_shards()),
+    output:
+        spectra=res("spectra", "spectra.h5"),
+        rejects=res("spectra", "rejects.csv"),
+        report=res("spectra", "preprocess_report.json"),
+    params:
+        config=cli_config("spectra", "preprocess"),
+    threads: 2
+    resources:
+        mem_mb=8000,
+    log:
+        logfile("spectra", "preprocess"),
+    benchmark:
+        benchfile("spectra", "preprocess")
+    conda:
+        "../../envs/spectra.yaml"
+    shell:
+        "galforge spectra-preprocess --config {params.config:q} --no-progress --threads {threads}"
+        " --shards {input.spectra:q} --shard-rejects {input.rejects:q} --out {output.spectra:q}"
+        " --rejects {output.rejects:q} --report {output.report:q} > {log:q} 2>&1"
+
+
+rule spectra_train:
+    input:
+        res("spectra", "spectra.h5"),
+    output:
+        model=res("spectra", "models/{model}/model.pt"),
+        metrics=res("spectra", "models/{model}/metrics.csv"),
+        summary=res("spectra", "models/{model}/training.json"),
+    params:
+        config=cli_config("spectra", "model", "train", "split"),
+        workdir=res("spectra", "models/{model}/work"),
+    threads: 1
+    resources:
+        gpu=1,
+        mem_mb=6000,
+    log:
+        logfile("spectra", "train-{model}"),
+    benchmark:
+        benchfile("spectra", "train-{model}")
+    conda:
+        "../../envs/spectra.yaml"
+    shell:
+        "galforge spectra-train --config {params.config:q} --no-progress --threads {threads}"
+        " --model-id {wildcards.model} --spectra {input:q} --model {output.model:q}"
+        " --metrics {output.metrics:q} --summary {output.summary:q}"
+        " --workdir {params.workdir:q} > {log:q} 2>&1"
+
+
+rule spectra_evaluate:
+    input:
+        model=res("spectra", "models/{model}/model.pt"),
+        spectra=res("spectra", "spectra.h5"),
+    output:
+        res("spectra", "models/{model}/evaluation.json"),
+    params:
+        config=cli_config("spectra", "split"),
+    log:
+        logfile("spectra", "evaluate-{model}"),
+    benchmark:
+        benchfile("spectra", "evaluate-{model}")
+    conda:
+        "../../envs/spectra.yaml"
+    shell:
+        "galforge spectra-evaluate --config {params.config:q} --threads {threads}"
+        " --model {input.model:q} --spectra {input.spectra:q} --out {output:q} > {log:q} 2>&1"
+
+
+rule spectra_bic:
+    input:
+        expand(res("spectra", "models/{model}/evaluation.json"), model=spectra_model_ids()),
+    output:
+        csv=res("spectra", "tables/bic.csv"),
+        md=res("spectra", "tables/bic.md"),
+    params:
+        config=cli_config("spectra", "grid"),
+    log:
+        logfile("spectra", "bic"),
+    conda:
+        "../../envs/spectra.yaml"
+    shell:
+        "galforge spectra-bic --config {params.config:q} --evaluations {input:q}"
+        " --out {output.csv:q} --out-md {output.md:q} > {log:q} 2>&1"
+
+
+rule spectra_analysis:
+    input:
+        unpack(spectra_analysis_inputs),
+    output:
+        catalog=res("spectra", "latent_catalog.parquet"),
+        pca=res("spectra", "tables/pca_variance.csv"),
+        mi=res("spectra", "tables/mi.csv"),
+        shap=res("spectra", "tables/shap_additivity.json"),
+        truth=res("spectra", "tables/truth_recovery.json"),
+        arrays=res("spectra", "analysis.h5"),
+    params:
+        config=cli_config("spectra", "grid", "analysis", "split"),
+        models=res("spectra", "models"),
+        truth=lambda wildcards, input: f"--truth {input.truth}" if "truth" in input.keys() else "",
+    threads: 2
+    resources:
+        mem_mb=8000,
+    log:
+        logfile("spectra", "analysis"),
+    benchmark:
+        benchfile("spectra", "analysis")
+    conda:
+        "../../envs/spectra.yaml"
+    shell:
+        "galforge spectra-analysis --config {params.config:q} --no-progress --threads {threads}"
+        " --spectra {input.spectra:q} --bic {input.bic:q} --models {params.models:q}"
+        " {params.truth} --catalog {output.catalog:q} --pca {output.pca:q} --mi {output.mi:q}"
+        " --shap {output.shap:q} --truth-report {output.truth:q} --arrays {output.arrays:q}"
+        " > {log:q} 2>&1"
+
+
+rule spectra_figures:
+    input:
+        unpack(spectra_figure_inputs),
+    output:
+        fig1=report(
+            res("spectra", "figures/fig1_latent_property_maps.png"),
+            caption="../report/spectra_fig1.rst",
+            category="Spectra",
+            labels={"figure": "Fig 1: properties over the latent plane"},
+        ),
+        fig2=report(
+            res("spectra", "figures/fig2_bic_grid.png"),
+            caption="../report/spectra_fig2.rst",
+            category="Spectra",
+            labels={"figure": "Fig 2: BIC of the model grid"},
+        ),
+        fig3=report(
+            res("spectra", "figures/fig3_component_sweeps.png"),
+            caption="../report/spectra_fig3.rst",
+            category="Spectra",
+            labels={"figure": "Fig 3: spectra along each D"},
+        ),
+        fig4=report(
+            res("spectra", "figures/fig4_mutual_information.png"),
+            caption="../report/spectra_fig4.rst",
+            category="Spectra",
+            labels={"figure": "Fig 4: MI of D and properties"},
+        ),
+        fig5=report(
+            res("spectra", "figures/fig5_cvae_condition_sweeps.png"),
+            caption="../report/spectra_fig5.rst",
+            category="Spectra",
+            labels={"figure": "Fig 5: CVAE condition sweeps"},
+        ),
+        fig6=report(
+            res("spectra", "figures/fig6_shap.png"),
+            caption="../report/spectra_fig6.rst",
+            category="Spectra",
+            labels={"figure": "Fig 6: SHAP"},
+        ),
+        pca=report(
+            res("spectra", "figures/pca_variance.png"),
+            caption="../report/spectra_pca.rst",
+            category="Spectra",
+            labels={"figure": "PCA of the latents"},
+        ),
+        loss=report(
+            res("spectra", "figures/loss_curves.png"),
+            caption="../report/spectra_loss.rst",
+            category="Spectra",
+            labels={"figure": "Training loss"},
+        ),
+        pdfs=expand(res("spectra", "figures/{stem}.pdf"), stem=SPECTRA_FIGURES),
+        **spectra_truth_figure(),
+    params:
+        config=cli_config("spectra", "grid", "analysis"),
+        truth=lambda wildcards, input: f"--truth {input.truth}" if "truth" in input.keys() else "",
+        outdir=lambda wildcards, output: Path(output.fig1).parent,
+    log:
+        logfile("spectra", "figures"),
+    benchmark:
+        benchfile("spectra", "figures")
+    conda:
+        "../../envs/spectra.yaml"
+    shell:
+        "galforge spectra-figures --config {params.config:q} --spectra {input.spectra:q}"
+        " --catalog {input.catalog:q} --bic {input.bic:q} --pca {input.pca:q} --mi {input.mi:q}"
+        " --arrays {input.arrays:q} --metrics {input.metrics:q} {params.truth}"
+        " --outdir {params.outdir:q} > {log:q} 2>&1"
