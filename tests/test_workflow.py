@@ -17,6 +17,7 @@ import yaml
 from conftest import REPO
 from galforge.config import _deep_merge
 from galforge.environment.figure_set import FIGURES as ENVIRONMENT_FIGURES
+from galforge.spectra.figure_set import FIGURES as SPECTRA_FIGURES
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
@@ -57,6 +58,26 @@ def test_dry_run_lists_the_environment_jobs(tmp_path):
     assert "environment_fetch" not in text
 
 
+def test_dry_run_lists_the_spectra_jobs(tmp_path):
+    text = dry_run(tmp_path, "--cores", "2", "--config", "studies=[spectra]")
+    for rule in ("spectra_mock", "spectra_preprocess_shard", "spectra_preprocess", "spectra_train",
+                 "spectra_evaluate", "spectra_bic", "spectra_analysis", "spectra_figures"):
+        assert f"rule {rule}:" in text
+    assert "environment_" not in text and "spectra_fetch" not in text
+    # one training job per model of the grid (demo: 6 latent sizes x 2 condition sets)
+    assert "wildcards: model=vae-d6" in text and "wildcards: model=cvae-ssfr+z-d1" in text
+    assert text.count("rule spectra_train:") == 12
+
+
+def test_dry_run_on_the_archive_fetches_gswlc_and_spectra_shards(tmp_path):
+    text = dry_run(tmp_path, "--cores", "2", "--config", "studies=[spectra]", "source=archive")
+    for rule in ("spectra_fetch_gswlc", "spectra_fetch_mpajhu_oh", "spectra_targets",
+                 "spectra_fetch_shard", "environment_fetch_mpajhu"):
+        assert f"rule {rule}:" in text
+    assert "spectra_mock" not in text and "truth_recovery.png" not in text
+    assert text.count("rule spectra_fetch_shard:") == 16  # archive.n_shards
+
+
 def test_dry_run_on_the_archive_fetches_the_sdss_table(tmp_path):
     text = dry_run(tmp_path, "--cores", "2", "--config", "source=archive")
     assert "rule environment_fetch:" in text and "rule environment_fetch_mpajhu:" in text
@@ -85,7 +106,8 @@ def test_download_rules_are_local_and_training_rules_claim_a_gpu():
                 assert "localrule: True" in body, f"{name} must be a local rule"
             if "train" in name:
                 assert re.search(r"gpu=1", body), f"{name} must declare resources gpu=1"
-    assert {"environment_fetch", "environment_fetch_mpajhu", "environment_train"} <= seen
+    assert {"environment_fetch", "environment_fetch_mpajhu", "environment_train",
+            "spectra_fetch_shard", "spectra_fetch_gswlc", "spectra_train"} <= seen
 
 
 def test_local_profile_dry_run(tmp_path):
@@ -99,6 +121,9 @@ def test_local_profile_dry_run(tmp_path):
         ({"environment": {"catalog": {"zmax": "high"}}}, "environment.catalog.zmax"),
         ({"environment": {"maps": {"npix": -3}}}, "environment.maps"),
         ({"enviroment": {}}, "enviroment: unknown key"),
+        ({"spectra": {"grid": {"conditions": [["sfr", "mass"]]}}}, "spectra.grid.conditions"),
+        ({"spectra": {"model": {"activation": "swish"}}}, "spectra.model: unknown activation"),
+        ({"spectra": {"grid": {"latent_dims": [0]}}}, "spectra.grid.latent_dims"),
     ],
 )
 def test_config_errors_stop_before_any_job(tmp_path, override, message):
@@ -140,6 +165,7 @@ def test_tiny_end_to_end_run(tmp_path):
         assert {"rho", "p", "nmi", "ks_D", "rho_lo", "rho_hi"} <= set(csv.columns) and len(csv) > 0
         assert (res / "tables" / f"{table}.md").read_text().startswith("|")
     assert json.loads((res / "tables" / "truth_recovery.json").read_text())["source"] == "mock"
+    check_tiny_spectra_outputs(tmp_path / "results" / "ci" / "spectra")
     # nothing outside results/<run>/ and the cache
     assert {p.name for p in tmp_path.iterdir()} <= {"results", "cache", ".snakemake", "config.yaml"}
     # the HTML report, with every figure's caption
@@ -148,6 +174,65 @@ def test_tiny_end_to_end_run(tmp_path):
                         "--report", str(tmp_path / "report.html"))
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
     assert (tmp_path / "report.html").stat().st_size > 10_000
+
+
+def check_tiny_spectra_outputs(res: Path) -> None:
+    """What the tiny run of the spectra study must leave (grid: VAE and CVAE, d = 1, 2)."""
+    from galforge.spectra.preprocess import read_preprocessed
+
+    data = read_preprocessed(res / "spectra.h5")
+    assert data["flux"].shape[1] == 4000 and np.isfinite(data["flux"]).all()
+    report = json.loads((res / "preprocess_report.json").read_text())
+    assert report["n_spectra"] == len(data["key"]) > 100
+    assert {"not_galaxy", "z_range"} <= set(report["rejected_by_code"])
+    rejects = pd.read_csv(res / "rejects.csv", keep_default_na=False)
+    assert len(rejects) == report["n_rejected"] and (rejects["reason"] != "").all()
+    bic = pd.read_csv(res / "tables" / "bic.csv", keep_default_na=False)
+    assert sorted(bic["model_id"]) == ["cvae-ssfr-d1", "cvae-ssfr-d2", "vae-d1", "vae-d2"]
+    assert (res / "tables" / "bic.md").read_text().startswith("|")
+    cat = pd.read_parquet(res / "latent_catalog.parquet")
+    best = int(bic.loc[(bic["kind"] == "vae") & bic["best_in_kind"], "latent_dim"].item())
+    assert list(cat["key"]) == list(data["key"]) and f"D{best}" in cat and f"D{best + 1}" not in cat
+    pca = pd.read_csv(res / "tables" / "pca_variance.csv")
+    assert len(pca) == best and np.isclose(pca["cumulative"].iloc[-1], 1.0)
+    mi = pd.read_csv(res / "tables" / "mi.csv")
+    assert {"true_log_age", "log_mstar", "oh_p50"} <= set(mi["property"])
+    shap = json.loads((res / "tables" / "shap_additivity.json").read_text())
+    assert shap["relative_additivity_error"] < 0.01
+    truth = json.loads((res / "tables" / "truth_recovery.json").read_text())
+    assert truth["n_planted"] == 4 and truth["source"] == "mock"
+    for name in ("mock", "preprocess-000", "preprocess", "train-vae-d1", "evaluate-vae-d1",
+                 "bic", "analysis", "figures"):
+        assert (res / "logs" / f"{name}.log").exists()
+    for stem in (*SPECTRA_FIGURES, "truth_recovery"):
+        for ext in ("pdf", "png"):
+            assert (res / "figures" / f"{stem}.{ext}").stat().st_size > 1000
+
+
+@pytest.mark.slow
+@pytest.mark.workflow
+def test_demo_scale_spectra_recover_the_planted_truth(tmp_path):
+    """Issue acceptance (spectra): on the default mock at demo scale, the BIC minimum of the
+    VAEs sits within 1 of the 4 planted parameters, every planted parameter reaches a
+    shuffle-normalised MI >= 2 with some D, and the mean |SHAP| of the D most informative
+    about each line-driving parameter peaks within 20 A of a planted emission line."""
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    cfg.update(run="accept", cache_dir=str(tmp_path / "cache"), studies=["spectra"])
+    assert cfg["scale"] == "demo" and cfg["source"] == "mock"
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    target = "results/accept/spectra/tables/truth_recovery.json"
+    out = run_snakemake(target, "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "--cores", "2",
+                        "--resources", "gpu=2", "--configfile", str(tmp_path / "config.yaml"),
+                        timeout=1500)
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
+    rec = json.loads((tmp_path / target).read_text())
+    assert rec["n_planted"] == 4
+    assert abs(rec["bic_best_latent_dim"] - 4) <= 1, rec
+    assert rec["pass_bic"] and rec["pass_mi"], rec
+    assert all(v["nmi"] >= 2 for v in rec["best_nmi"].values()), rec["best_nmi"]
+    assert set(rec["shap_peaks"]) == {"log_ssfr", "log_u"}, rec
+    assert all(v["distance"] <= 20 for v in rec["shap_peaks"].values()), rec["shap_peaks"]
+    assert rec["pass_shap"] and rec["shap_relative_additivity_error"] < 0.01, rec
 
 
 @pytest.mark.slow
@@ -160,7 +245,7 @@ def test_demo_scale_recovers_the_planted_truth(tmp_path):
     show up in the top latent's correlations with the planted sign.
     """
     cfg = yaml.safe_load((REPO / "config.yaml").read_text())
-    cfg.update(run="accept", cache_dir=str(tmp_path / "cache"))
+    cfg.update(run="accept", cache_dir=str(tmp_path / "cache"), studies=["environment"])
     assert cfg["scale"] == "demo" and cfg["source"] == "mock"
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
     target = "results/accept/environment/tables/truth_recovery.json"

@@ -52,12 +52,12 @@ def bic_frame() -> pd.DataFrame:
     for kind, conds, dims in (("vae", "", range(1, 6)), ("cvae", "mstar+sfr", range(1, 4)),
                               ("cvae", "ssfr", range(1, 4))):
         for d in dims:
-            bic = 1.0e5 + 4.0e3 * (d - 3) ** 2 + (500.0 if kind == "cvae" else 0.0) + 37.0 * d
+            bic = 1.0e5 + 4.0e3 * (d - 3) ** 2 + 300.0 * len(conds) + 37.0 * d
             rows.append(dict(
                 model_id=f"vae-d{d}" if kind == "vae" else f"cvae-{conds}-d{d}", kind=kind,
                 conditions=conds, latent_dim=d, n_conditions=conds.count("+") + bool(conds),
                 k=d + conds.count("+") + bool(conds), n=N_SPEC, log_l=-bic / 2, bic=bic,
-                chi2_nu=1.0 + 1.5 / d, gauss_log_l=np.nan, bic_gauss=np.nan, elbo=np.nan,
+                chi2_nu=1.0 + 1.5 / d - 0.02 * len(conds), gauss_log_l=np.nan, bic_gauss=np.nan, elbo=np.nan,
                 bic_elbo=np.nan, kl_mean=2.0 * d, active_latents=d,
             ))
     df = pd.DataFrame(rows)
@@ -184,11 +184,24 @@ def test_make_figures_writes_every_stamped_figure(full_run, cfg):
         assert (out / f"{s}.pdf").read_bytes().startswith(b"%PDF")
 
 
-def test_without_cvae_truth_or_second_component(tmp_path, cfg):
+def test_without_cvae_truth_or_second_component(tmp_path, cfg, monkeypatch):
+    """One D, no CVAE, no truth: every figure of FIGURES still made (saving stubbed: fast)."""
+    import galforge.figures
+
+    figs = {}
+
+    def fake_save(fig, stem, prov, **kw):
+        assert isinstance(fig, Figure) and isinstance(prov, Provenance)
+        figs[Path(stem).name] = fig
+        return Path(f"{stem}.pdf"), Path(f"{stem}.png")
+
+    monkeypatch.setattr(galforge.figures, "save_figure", fake_save)
     paths = write_inputs(tmp_path, n_d=1, cvae=False, truth=False)
     written = make_figures(**paths, outdir=str(tmp_path / "figs"), cfg=cfg)
-    assert {p.stem for p in written} == set(FIGURES)
-    assert not (tmp_path / "figs" / f"{TRUTH_FIGURE}.png").exists()
+    assert list(figs) == list(FIGURES) and len(written) == 2 * len(FIGURES)
+    assert "no CVAE in the model grid" in texts(figs["fig5_cvae_condition_sweeps"])
+    assert len(figs["fig3_component_sweeps"].axes) == 2  # one row + its colourbar
+    assert "spectra per hexagon" in texts(figs["fig1_latent_property_maps"])
 
 
 def test_cfg_without_spectra_section(tmp_path, cfg, monkeypatch):
@@ -218,9 +231,11 @@ def test_missing_bic_column_names_file_and_column(tmp_path, cfg):
 def test_bad_analysis_and_catalog_inputs(tmp_path, cfg):
     paths = write_inputs(tmp_path, cvae=False, truth=False)
     out = str(tmp_path / "figs")
+    with pytest.raises(InputError, match=r"MI table not found: .*nope\.csv"):
+        make_figures(**{**paths, "mi": str(tmp_path / "nope.csv")}, outdir=out, cfg=cfg)
     with h5py.File(paths["analysis"], "a") as h5:
         del h5["shap/mean_abs"]
-    with pytest.raises(InputError, match=r"analysis\.h5: dataset 'mean_abs' missing"):
+    with pytest.raises(InputError, match=r"analysis\.h5: dataset 'shap/mean_abs' missing"):
         make_figures(**paths, outdir=out, cfg=cfg)
     cat = pd.read_parquet(paths["catalog"])
     cat.iloc[::-1].to_parquet(paths["catalog"], index=False)
@@ -229,8 +244,7 @@ def test_bad_analysis_and_catalog_inputs(tmp_path, cfg):
     cat.drop(columns=["D1", "D2", "D3"]).to_parquet(paths["catalog"], index=False)
     with pytest.raises(InputError, match=r"catalog\.parquet: no component columns"):
         make_figures(**paths, outdir=out, cfg=cfg)
-    with pytest.raises(InputError, match=r"MI table not found: .*nope\.csv"):
-        make_figures(**{**paths, "mi": str(tmp_path / "nope.csv")}, outdir=out, cfg=cfg)
+    assert not Path(out).exists()
 
 
 def test_truth_without_planted_metadata(tmp_path, cfg):
@@ -257,7 +271,8 @@ def test_bic_grid_marks_best_models_and_planted():
     planted = [ln for ln in ax_b.lines if ln.get_gid() == "planted"]
     assert len(planted) == 1 and planted[0].get_xdata()[0] == 3
     s = texts(fig)
-    for lab in ("VAE", "CVAE (mstar+sfr)", "CVAE (ssfr)", "planted", "best VAE", "best CVAE"):
+    for lab in ("VAE", "CVAE (mstar+sfr)", "CVAE (ssfr)", "planted", "best VAE", "best CVAE",
+                "lowest BIC of its kind"):
         assert lab in s
     # VAE-only grid with NaN conditions (as pandas reads an empty field), no planted line
     vae = bic[bic["kind"] == "vae"].assign(conditions=np.nan)
@@ -293,7 +308,7 @@ def test_mutual_information_heatmap_order_and_annotations():
     img = ax.images[0].get_array()
     assert img[0, 0] == 40.0 and np.ma.is_masked(img[1, 1])
     cells = [t.get_text() for t in ax.texts]
-    assert "40.0\n$\\rho$+0.90" in cells and any("\N{MINUS SIGN}0.40" in c for c in cells)
+    assert "40.0\nρ +0.90" in cells and any("\N{MINUS SIGN}0.40" in c for c in cells)
     assert len(cells) == 4
 
 
@@ -314,7 +329,7 @@ def test_sweeps_shap_and_empty_cvae():
                      additivity_error=1e-3, relative_additivity_error=0.02,
                      example_labels=["a", "b"])
     s = texts(fig)
-    assert "additivity error 0.001" in s and "2 % of the spread of D" in s and "SHAP\n(D1)" in s
+    assert "additivity error 0.001" in s and "2 % of the spread of D" in s and "SHAP (D1)" in s
 
 
 def test_labels():
@@ -323,3 +338,28 @@ def test_labels():
     assert F.property_label("mstar") == F.property_label("log_mstar")
     assert F.property_symbol("true_log_age").startswith("true ")
     assert F.property_label("unknown_thing") == "unknown thing"
+
+
+def test_loss_curves_list_few_models_and_split_many():
+    ep = np.arange(1, 6)
+
+    def frame(scale: float, val: bool = True) -> pd.DataFrame:
+        df = pd.DataFrame({"epoch": ep, "train_loss": scale / ep, "val_loss": scale * 1.1 / ep})
+        if not val:
+            df["val_loss"] = np.nan
+        return df
+
+    few = {"vae-d1": frame(100), "vae-d2": frame(90), "cvae-ssfr-d1": frame(95, val=False)}
+    fig = F.fig_model_loss_curves(few)
+    labels = fig.axes[0].get_legend_handles_labels()[1]
+    assert labels == ["vae-d1", "vae-d2", "cvae-ssfr-d1 (train)"]
+    assert fig.axes[0].get_yscale() == "log"
+    many = {f"vae-d{d}": frame(100 - d) for d in range(1, 6)}
+    many |= {f"cvae-{c}-d{d}": frame(110 - d) for c in ("mstar", "sfr+ssfr") for d in range(1, 5)}
+    fig = F.fig_model_loss_curves(many)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert "VAEs" in titles and "CVAEs" in titles
+    assert len(fig.axes) == 4  # two panels + two colourbars of the latent dimension
+    cvae_ax = fig.axes[titles.index("CVAEs")]
+    assert cvae_ax.get_legend_handles_labels()[1] == ["mstar", "sfr+ssfr"]
+    assert "no loss values" in texts(F.fig_model_loss_curves({}))

@@ -148,3 +148,20 @@ def test_truth_recovery_flags_pass_and_fail() -> None:
     bad = truth_recovery(_bic(6), _mi(1.5), wave, shap, planted, {"Halpha": 6564.61,
                                                                  "[OIII]5008": 6570.0})
     assert not bad["pass_bic"] and not bad["pass_mi"] and bad["pass_shap"]
+
+
+def test_observed_mean_abs_ignores_infilled_pixels() -> None:
+    from galforge.spectra.study import observed_mean_abs
+
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(10, 2, 6))
+    observed = np.ones((10, 6), bool)
+    observed[:, 0] = False          # no spectrum observes pixel 0
+    observed[:7, 1] = False         # 3 of 10 observe pixel 1 (< half)
+    observed[:4, 2] = False         # 6 of 10 observe pixel 2
+    values[~observed[:, None, :].repeat(2, axis=1)] = 1e6  # huge attributions on infill
+    out = observed_mean_abs(values, observed, 0.5)
+    assert np.isnan(out[:, :2]).all()
+    np.testing.assert_allclose(out[:, 2], np.abs(values[4:, :, 2]).mean(axis=0))
+    np.testing.assert_allclose(out[:, 3:], np.abs(values[:, :, 3:]).mean(axis=0))
+    assert np.isfinite(observed_mean_abs(values, observed, 0.0)[:, 1]).all()

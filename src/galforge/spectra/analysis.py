@@ -101,6 +101,9 @@ class AnalysisSettings:
         Spectra explained for the mean |SHAP| curve.
     shap_examples : int
         Galaxies shown individually in Fig. 6 (chosen along D1; :func:`choose_examples`).
+    shap_min_coverage : float
+        The mean |SHAP| of a pixel is averaged over the explained spectra that observe it;
+        a pixel observed by fewer than this fraction of them is left out (NaN).
     batch_size : int
         Spectra per batch when encoding / decoding.
     """
@@ -113,6 +116,7 @@ class AnalysisSettings:
     shap_background: int = 64
     shap_explain: int = 100
     shap_examples: int = 3
+    shap_min_coverage: float = 0.5
     batch_size: int = 512
 
     def __post_init__(self) -> None:
@@ -122,6 +126,10 @@ class AnalysisSettings:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
                 raise ValueError(f"setting {name!r} must be an integer >= {lo}, got {v!r}")
+        cov = self.shap_min_coverage
+        if isinstance(cov, bool) or not isinstance(cov, (int, float)) or not 0.0 <= cov <= 1.0:
+            raise ValueError(f"setting 'shap_min_coverage' must lie in [0, 1], got {cov!r}")
+        object.__setattr__(self, "shap_min_coverage", float(cov))
         q = tuple(float(v) for v in self.sweep_quantiles)
         if len(q) != 2 or not 0.0 <= q[0] < q[1] <= 1.0:
             raise ValueError(

@@ -175,8 +175,11 @@ def _read_truth(path: str | os.PathLike) -> tuple[pd.DataFrame, list[str], int]:
         raise InputError(f"{p}: schema metadata {_PLANTED_KEY.decode()!r} is not JSON") from None
     truth = pd.read_parquet(p)
     _need_columns(truth, ["key", *planted], p)
-    varying = sum(1 for n in planted
-                  if np.nanstd(pd.to_numeric(truth[n], errors="coerce").to_numpy(float)) > 0)
+    varying = 0
+    for n in planted:
+        v = pd.to_numeric(truth[n], errors="coerce").to_numpy(float)
+        v = v[np.isfinite(v)]
+        varying += int(v.size > 1 and float(np.ptp(v)) > 0)
     return truth, planted, varying
 
 
@@ -264,18 +267,18 @@ def make_figures(
             grp = h5["cvae_sweep"]
             names = [c for c in conds if c in grp] + sorted(c for c in grp if c not in conds)
             for c in names:
-                v = np.asarray(_dataset(grp, f"{c}/values", a_path), dtype=float).ravel()
-                s = np.asarray(_dataset(grp, f"{c}/spectra", a_path), dtype=np.float32)
+                v = np.asarray(_dataset(h5, f"cvae_sweep/{c}/values", a_path), dtype=float).ravel()
+                s = np.asarray(_dataset(h5, f"cvae_sweep/{c}/spectra", a_path), dtype=np.float32)
                 _check_shape(s, (v.size, npix), f"cvae_sweep/{c}/spectra", a_path)
                 cvae[c] = (v, s)
         if "shap" not in h5:
             raise InputError(f"{a_path}: group 'shap' missing")
         g = h5["shap"]
-        mean_abs = np.asarray(_dataset(g, "mean_abs", a_path), dtype=float)
-        ex_rows = np.asarray(_dataset(g, "example_rows", a_path), dtype=np.int64).ravel()
-        ex_flux = np.asarray(_dataset(g, "example_flux", a_path), dtype=float)
-        ex_vals = np.asarray(_dataset(g, "example_values", a_path), dtype=float)
-        ex_d = np.asarray(_dataset(g, "example_D", a_path), dtype=float)
+        mean_abs = np.asarray(_dataset(h5, "shap/mean_abs", a_path), dtype=float)
+        ex_rows = np.asarray(_dataset(h5, "shap/example_rows", a_path), dtype=np.int64).ravel()
+        ex_flux = np.asarray(_dataset(h5, "shap/example_flux", a_path), dtype=float)
+        ex_vals = np.asarray(_dataset(h5, "shap/example_values", a_path), dtype=float)
+        ex_d = np.asarray(_dataset(h5, "shap/example_D", a_path), dtype=float)
         _check_shape(mean_abs, (None, npix), "shap/mean_abs", a_path)
         _check_shape(ex_flux, (ex_rows.size, npix), "shap/example_flux", a_path)
         _check_shape(ex_vals, (ex_rows.size, mean_abs.shape[0], npix), "shap/example_values",

@@ -351,7 +351,7 @@ def fig_bic_grid(
     if missing := sorted(need - set(bic.columns)):
         raise ValueError(f"BIC table lacks column(s) {missing}")
     df = bic.copy()
-    df["conditions"] = df["conditions"].fillna("").astype(str).replace("nan", "")
+    df["conditions"] = [("" if pd.isna(v) else str(v)) for v in df["conditions"]]
     df["kind"] = df["kind"].astype(str).str.lower()
     df["latent_dim"] = pd.to_numeric(df["latent_dim"], errors="coerce")
     y_raw = pd.to_numeric(df[column], errors="coerce").to_numpy(float)
@@ -379,6 +379,7 @@ def fig_bic_grid(
             lab = group_label(kind, conds)
             ax_b.plot(sub["latent_dim"], sub["_y"], label=lab, **style_kw)
             ax_c.plot(sub["latent_dim"], sub["_chi"], label=lab, **style_kw)
+        star_label = "lowest BIC of its kind"
         for kind in ("vae", "cvae"):
             best = df[(df["kind"] == kind) & df["_best"]]
             if best.empty:
@@ -388,7 +389,8 @@ def fig_bic_grid(
             for ax, ycol in ((ax_b, "_y"), (ax_c, "_chi")):
                 ax.plot([r["latent_dim"]], [r[ycol]], ls="none", marker="*", ms=11, mfc="none",
                         mec="black", mew=0.9, zorder=5, gid=f"best-{kind}",
-                        label=f"best {name}" if ax is ax_b else None)
+                        label=star_label if ax is ax_b else None)
+            star_label = None  # one legend entry for all stars
             ax_b.annotate(f"best {name}\n(d = {int(r['latent_dim'])})",
                           (r["latent_dim"], r["_y"]), xytext=(6, 8 if kind == "vae" else -16),
                           textcoords="offset points", fontsize=6.5, ha="left")
@@ -447,6 +449,7 @@ def fig_component_sweeps(
         if k == 0:
             _text_box(axes[0], "no components", "center")
         axes[-1].set_xlabel(WAVE_LABEL)
+        fig.align_ylabels(axes)
         fig.suptitle("decoded spectra as one component varies (the others at 0)", fontsize=9)
     return fig
 
@@ -520,9 +523,10 @@ def fig_mutual_information(
                         txt += f"\nρ {_fmt_signed(float(rho[i, j]))}"
                     ax.text(j, i, txt, ha="center", va="center", fontsize=5.5, color=col,
                             linespacing=1.1)
-        ax.set_title("normalised mutual information (cells: NMI and Spearman ρ)")
+        ax.set_title("normalised mutual information MI / ⟨MI of shuffled pairs⟩ "
+                     "(cells: NMI and Spearman ρ)", fontsize=8)
         cb = fig.colorbar(im, ax=ax, pad=0.02, shrink=0.95)
-        cb.set_label("NMI = MI / ⟨MI of shuffled pairs⟩" + (" (log scale)" if use_log else ""))
+        cb.set_label("normalised MI" + (" (log scale)" if use_log else ""))
         if use_log:
             _plain_log_ticks(cb.ax.yaxis)
     return fig
@@ -566,6 +570,7 @@ def fig_cvae_condition_sweeps(
                          cmap="plasma")
             _mark_lines(axes[i], w, label=i == 0)
         axes[-1].set_xlabel(WAVE_LABEL)
+        fig.align_ylabels(axes)
         what = f"best CVAE {model_id}" if model_id else "best CVAE"
         fig.suptitle(f"{what}: decoded spectra as one condition varies (latents at 0)",
                      fontsize=9)
@@ -651,7 +656,7 @@ def fig_shap(
             ax_s.axhline(0, color="0.4", lw=0.4)
             lim = float(np.nanmax(np.abs(phi))) if np.isfinite(phi).any() else 1.0
             ax_s.set_ylim(-1.1 * (lim or 1.0), 1.1 * (lim or 1.0))
-            ax_s.set_ylabel(f"SHAP\n({cname})")
+            ax_s.set_ylabel(f"SHAP ({cname})", fontsize=7.5)
             ax_s.tick_params(labelbottom=e == n_ex - 1)
             _mark_lines(ax_s, w, label=False)
             if e == 0:
@@ -659,6 +664,7 @@ def fig_shap(
             last = ax_s
         if n_ex:
             last.set_xlabel(WAVE_LABEL)
+        fig.align_ylabels(fig.axes)
     return fig
 
 
@@ -690,61 +696,115 @@ def fig_pca_variance(table: pd.DataFrame) -> Figure:
     return fig
 
 
+def _parse_model_id(mid: str) -> tuple[str, str, int]:
+    """``("vae" | "cvae", short conditions, latent_dim)`` of a grid id (``d = 0`` if unknown)."""
+    m = re.fullmatch(r"(c?vae)(?:-(.*))?-d(\d+)", str(mid))
+    if m:
+        return m[1], m[2] or "", int(m[3])
+    return ("cvae" if str(mid).startswith("cvae") else "vae"), "", 0
+
+
+def _loss_series(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, bool]:
+    """(epoch, loss, is_validation) of a metrics table: ``val_loss``, else ``train_loss``."""
+    x = (pd.to_numeric(df["epoch"], errors="coerce").to_numpy(float) if "epoch" in df
+         else np.arange(1, len(df) + 1, dtype=float))
+    for col, is_val in (("val_loss", True), ("train_loss", False)):
+        if col in df:
+            y = pd.to_numeric(df[col], errors="coerce").to_numpy(float)
+            ok = np.isfinite(x) & np.isfinite(y)
+            if ok.any():
+                return x[ok], y[ok], is_val
+    return np.array([]), np.array([]), True
+
+
+#: Above this many models the loss curves are split by kind, coloured by latent size.
+_MAX_LISTED_MODELS = 12
+_LINESTYLES: tuple[Any, ...] = ("-", "--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 3)))
+
+
 def fig_model_loss_curves(metrics: Mapping[str, pd.DataFrame]) -> Figure:
     """Validation loss (negative β-ELBO per spectrum) per epoch of every model of the grid.
 
     ``metrics`` maps a model id (``vae-d3``, ``cvae-mstar+sfr-d2`` …) to its
     ``metrics.csv`` rows. VAEs are drawn in shades of blue, CVAEs in shades of orange,
     darker for a larger latent space; a model without any validation value shows its
-    training loss, dotted. Log y when every value is positive. One axis (legend outside).
+    training loss, dotted (up to 12 models) or thinner. Up to 12 models share one panel
+    with one legend entry each; more are split into a VAE and a CVAE panel (shared y)
+    with a colourbar of the latent dimension and, for the CVAEs, one line style per
+    condition set. Log y when every value is positive.
     """
-    def order(mid: str) -> tuple[int, str, int]:
-        m = re.fullmatch(r"(c?vae)(?:-(.*))?-d(\d+)", mid)
-        if not m:
-            return (2, mid, 0)
-        return (0 if m[1] == "vae" else 1, m[2] or "", int(m[3]))
-
-    ids = sorted(metrics, key=order)
-    fam = {"vae": [i for i in ids if order(i)[0] == 0], "cvae": [i for i in ids if order(i)[0] != 0]}
-    shades: dict[str, Any] = {}
-    for kind, cmap in (("vae", "Blues"), ("cvae", "Oranges")):
-        members = fam[kind]
-        for j, mid in enumerate(members):
-            level = 0.45 + 0.5 * (j / max(len(members) - 1, 1))
-            shades[mid] = matplotlib.colormaps[cmap](level)
-    ys: list[np.ndarray] = []
+    ids = sorted(metrics, key=lambda m: (*_parse_model_id(m)[:2], _parse_model_id(m)[2], m))
+    series = {m: _loss_series(metrics[m]) for m in ids}
+    ids = [m for m in ids if series[m][0].size]
+    kinds = {m: _parse_model_id(m) for m in ids}
+    cmaps = {"vae": "Blues", "cvae": "Oranges"}
+    allv = np.concatenate([series[m][1] for m in ids]) if ids else np.array([])
+    log_y = bool(allv.size and np.all(allv > 0))
+    split = len(ids) > _MAX_LISTED_MODELS
     with style():
-        fig = new_figure(figsize=(5.6 if len(ids) > 8 else 4.8, 3.0), layout="constrained")
-        ax = fig.add_subplot()
-        for mid in ids:
-            df = metrics[mid]
-            x = (pd.to_numeric(df["epoch"], errors="coerce").to_numpy(float) if "epoch" in df
-                 else np.arange(1, len(df) + 1, dtype=float))
-            ls, lab = "-", mid
-            y = (pd.to_numeric(df["val_loss"], errors="coerce").to_numpy(float)
-                 if "val_loss" in df else np.full(len(df), np.nan))
-            if not np.isfinite(y).any() and "train_loss" in df:
-                y = pd.to_numeric(df["train_loss"], errors="coerce").to_numpy(float)
-                ls, lab = ":", f"{mid} (train)"
-            ok = np.isfinite(x) & np.isfinite(y)
-            if not ok.any():
-                continue
-            ax.plot(x[ok], y[ok], color=shades[mid], ls=ls, lw=1.0, label=lab,
-                    marker="o" if ok.sum() < 3 else None, ms=3)
-            ys.append(y[ok])
-        allv = np.concatenate(ys) if ys else np.array([])
-        if allv.size and np.all(allv > 0):
-            ax.set_yscale("log")
-            _plain_log_ticks(ax.yaxis)
-        if not ys:
-            _text_box(ax, "no loss values", "center")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(r"validation loss [nats / spectrum]")
-        ax.set_title(r"training curves ($-$ELBO, validation)")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        if ys:
-            ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=6,
-                      ncol=2 if len(ys) > 12 else 1, handlelength=1.5)
+        if not split:
+            fig = new_figure(figsize=(4.8, 3.0), layout="constrained")
+            axes = {"all": fig.add_subplot()}
+        else:
+            fig = new_figure(figsize=(7.2, 3.0), layout="constrained")
+            a1, a2 = fig.subplots(1, 2, sharey=True)
+            axes = {"vae": a1, "cvae": a2}
+        for kind in ("vae", "cvae"):
+            members = [m for m in ids if kinds[m][0] == kind]
+            dims = sorted({kinds[m][2] for m in members})
+            conds = list(dict.fromkeys(kinds[m][1] for m in members))
+            cm = matplotlib.colormaps[cmaps[kind]]
+            if split:
+                lo, hi = (min(dims), max(dims)) if dims else (0, 1)
+                norm = mcolors.Normalize(lo - 0.6 * max(hi - lo, 1), hi)
+            for j, m in enumerate(members):
+                x, y, is_val = series[m]
+                if split:
+                    ax = axes[kind]
+                    colour = cm(norm(kinds[m][2]))
+                    ls = _LINESTYLES[conds.index(kinds[m][1]) % len(_LINESTYLES)]
+                    lw, lab = (1.0 if is_val else 0.5), None
+                else:
+                    ax = axes["all"]
+                    colour = cm(0.45 + 0.5 * (j / max(len(members) - 1, 1)))
+                    ls, lw = ("-" if is_val else ":"), 1.0
+                    lab = m if is_val else f"{m} (train)"
+                ax.plot(x, y, color=colour, ls=ls, lw=lw, label=lab,
+                        marker="o" if x.size < 3 else None, ms=3)
+            if split:
+                ax = axes[kind]
+                ax.set_title("VAEs" if kind == "vae" else "CVAEs")
+                if members:
+                    cb = fig.colorbar(ScalarMappable(norm=norm, cmap=cm), ax=ax, pad=0.01,
+                                      aspect=25, ticks=dims if len(dims) <= 10 else None)
+                    cb.ax.set_ylim(min(dims) - 0.5, max(dims) + 0.5)
+                    cb.set_label("latent dimension $d$")
+                else:
+                    _text_box(ax, f"no {kind.upper()} in the grid", "center")
+                if kind == "cvae" and len(conds) > 1:
+                    for c in conds:
+                        ax.plot([], [], color="0.3", lw=1.0, label=c or "(none)",
+                                ls=_LINESTYLES[conds.index(c) % len(_LINESTYLES)])
+                    ax.legend(loc="upper right", fontsize=6, title="conditions",
+                              title_fontsize=6.5, handlelength=2.6)
+        for name, ax in axes.items():
+            if log_y:
+                ax.set_yscale("log")
+                _plain_log_ticks(ax.yaxis)
+            ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            if name != "cvae":
+                ax.set_ylabel(r"validation loss [nats / spectrum]")
+        if not ids:
+            _text_box(next(iter(axes.values())), "no loss values", "center")
+        if not split:
+            ax = axes["all"]
+            ax.set_title(r"training curves ($-$ELBO, validation)")
+            if ids:
+                ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=6,
+                          handlelength=1.5)
+        else:
+            fig.suptitle(r"training curves ($-$ELBO, validation)", fontsize=9)
     return fig
 
 

@@ -15,8 +15,12 @@ Choices made here (the paper is silent on them)
   the planted parameters and two noiseless measurements of the truth file
   (prefixed ``true_``).
 * **SHAP** explains every D of the best VAE on ``shap_explain`` random spectra
-  against ``shap_background`` other random spectra (seeded by the run's seed); the
-  example galaxies of Fig 6 are those nearest the 10/50/90 % quantiles of D1.
+  against ``shap_background`` other random spectra (seeded by the run's seed). The
+  importance curve is the mean |SHAP| of each pixel over the explained spectra that
+  *observe* it (weight > 0); pixels observed by fewer than ``shap_min_coverage`` of them
+  are left out (NaN), since their attributions rest on the infill, not on data
+  (:func:`observed_mean_abs`). The example galaxies of Fig 6 are those nearest the
+  10/50/90 % quantiles of D1.
 * **Planted-truth recovery** (mock): the BIC minimum of the VAEs must sit within ±1
   of the number of planted parameters; every planted parameter must reach a
   normalised MI ≥ 2 with some D; for the parameters that drive emission lines
@@ -49,6 +53,7 @@ __all__ = [
     "build_targets",
     "merge_shards",
     "mock_manifests",
+    "observed_mean_abs",
     "preprocess_shard_files",
     "read_bic_csv",
     "run_analysis",
@@ -322,7 +327,8 @@ def run_analysis(
     rows = np.concatenate([explain_rows, ex_rows])
     res = A.shap_values(vae, pca, data.flux[rows], data.flux[bg_rows], rows=rows,
                         progress=progress)
-    mean_abs = np.abs(res.values[: len(explain_rows)]).mean(axis=0)
+    mean_abs = observed_mean_abs(res.values[: len(explain_rows)],
+                                 data.weight[explain_rows] > 0, s.shap_min_coverage)
     ex_vals = res.values[len(explain_rows):]
     shap_report = {
         "model": best_vae, "components": res.components, "n_background": int(n_bg),
@@ -370,6 +376,23 @@ def run_analysis(
         log.info("planted truth: %s", {k: v for k, v in report.items() if k.startswith("pass")})
     write_json(report, truth_out)
     return report
+
+
+def observed_mean_abs(values: np.ndarray, observed: np.ndarray, min_coverage: float
+                      ) -> np.ndarray:
+    """Mean |SHAP| per pixel over the spectra that observe it: (k, npix).
+
+    ``values`` (n, k, npix), ``observed`` (n, npix) True where the pixel was measured
+    (weight > 0, not infilled). A pixel that fewer than ``min_coverage`` of the spectra
+    observe is NaN: its attributions would rest on the infill (e.g. rest-frame
+    λ < 3800 Å / (1 + z_max), which no spectrum covers), not on data.
+    """
+    obs = np.asarray(observed, dtype=bool)[:, None, :]
+    n_obs = obs.sum(axis=0)
+    total = np.where(obs, np.abs(values), 0.0).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = total / n_obs
+    return np.where(n_obs >= max(1, min_coverage * len(values)), mean, np.nan)
 
 
 def truth_recovery(
