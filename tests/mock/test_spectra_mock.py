@@ -88,7 +88,7 @@ def test_settings_reject_unknown_and_out_of_range_keys() -> None:
 
 def test_presets_sizes_and_number_of_planted_parameters() -> None:
     sizes = {k: settings_for_scale(k).n_spectra for k in PRESETS}
-    assert sizes == {"tiny": 200, "demo": 5000, "paper": 30000}
+    assert sizes == {"tiny": 200, "demo": 3000, "paper": 30000}
     assert TINY.n_params == 4
     assert TINY.varying_parameters == tuple(PLANTED_PARAMETERS)
     fixed = TINY.replace(log_u_min=-3.2, log_u_max=-3.2)

@@ -210,7 +210,8 @@ def _verify_file(path: Path, plate: int, mjd: int, fiber: int) -> str | None:
     try:
         with fits.open(path, memmap=False) as hdul:
             hdr = hdul[0].header
-            if "COEFF0" in hdr:
+            # DR8+ primary headers carry COEFF0 too; only spSpec has the 2-D image
+            if "COEFF0" in hdr and hdr.get("NAXIS", 0) == 2:
                 got = (int(hdr["PLATEID"]), int(hdr["MJD"]), int(hdr["FIBERID"]))
                 data = hdul[0].data
             else:

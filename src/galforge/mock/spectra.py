@@ -173,8 +173,8 @@ Identifiers
     fiber << 38 | (mjd - 50000) << 24 | 26 << 10``). The truth key is
     ``(plate * 10^5 + mjd) * 10^3 + fiber`` (as ``galforge.archives.sdss``).
 
-Speed (one core of the 2-core development machine): the demo preset (5000
-spectra, 0.67 GB of files) generates in ~5 s and writes in ~7 s (12-22 s in all,
+Speed (one core of the 2-core development machine): 5000 spectra (0.67 GB of
+files) generates in ~5 s and writes in ~7 s (12-22 s in all,
 depending on the load); FITS files are written by a small dedicated writer
 (:func:`write_spec_lite`, ~0.6 ms per file) because astropy's
 ``HDUList.writeto`` costs ~16 ms per file.
@@ -584,8 +584,8 @@ class MockSpectraSettings:
 PRESETS: dict[str, dict[str, Any]] = {
     # 200 spectra on 4 plates of 50 (so that per-plate sharding has something to split)
     "tiny": {"n_spectra": 200, "fibers_per_plate": 50},
-    # 5000 spectra on 8 plates
-    "demo": {"n_spectra": 5000},
+    # 3000 spectra on 5 plates (the demo grid of 12 models trains in a few minutes on 2 cores)
+    "demo": {"n_spectra": 3000},
     # 30000 spectra on 47 plates
     "paper": {"n_spectra": 30000},
 }

@@ -28,10 +28,11 @@ def _mock(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
 
 
 def _fetch_gswlc(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    from galforge.archives import gswlc
     from galforge.archives.download import DownloadOptions
-    from galforge.archives.gswlc import fetch_gswlc
 
-    fetch_gswlc(args.out, options=DownloadOptions(progress=not args.no_progress))
+    gswlc.fetch_gswlc(args.out, url=gswlc.GSWLC_X2_URL,
+                      options=DownloadOptions(progress=not args.no_progress))
 
 
 def _fetch_mpajhu_oh(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
@@ -61,8 +62,9 @@ def _fetch(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     arch = cfg["spectra"]["archive"]
     fetch_spectra_shard(
         pd.read_parquet(args.targets), int(args.shard), arch["n_shards"], args.dest,
-        fmt=arch["spectra_format"], manifest_path=args.manifest,
-        options=DownloadOptions(progress=False), progress=not args.no_progress,
+        fmt=arch["spectra_format"], base_url=arch["base_url"], manifest_path=args.manifest,
+        max_missing=arch["max_missing"], options=DownloadOptions(progress=False),
+        progress=not args.no_progress,
     )
 
 
