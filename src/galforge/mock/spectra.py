@@ -200,6 +200,7 @@ from scipy.special import erf
 
 from galforge.cosmology import C_KMS, Cosmology
 from galforge.io import atomic_path
+from galforge.spectra.readers import PIXMASK_BITS
 
 log = logging.getLogger("galforge.mock")
 
@@ -325,36 +326,9 @@ PLANTED_PARAMETERS: dict[str, dict[str, Any]] = {
     },
 }
 
-#: SDSS spectroscopic pixel-mask bits (``SPPIXMASK``, idlutils ``sdssMaskbits.par``;
-#: bits 0-15 per fibre, 16-31 per pixel).
-SPPIXMASK: dict[str, int] = {
-    "NOPLUG": 0,
-    "BADTRACE": 1,
-    "BADFLAT": 2,
-    "BADARC": 3,
-    "MANYBADCOLUMNS": 4,
-    "MANYREJECTED": 5,
-    "LARGESHIFT": 6,
-    "BADSKYFIBER": 7,
-    "NEARWHOPPER": 8,
-    "WHOPPER": 9,
-    "SMEARIMAGE": 10,
-    "SMEARHIGHSN": 11,
-    "SMEARMEDSN": 12,
-    "NEARBADPIXEL": 16,
-    "LOWFLAT": 17,
-    "FULLREJECT": 18,
-    "PARTIALREJECT": 19,
-    "SCATTEREDLIGHT": 20,
-    "CROSSTALK": 21,
-    "NOSKY": 22,
-    "BRIGHTSKY": 23,
-    "NODATA": 24,
-    "COMBINEREJ": 25,
-    "BADFLUXFACTOR": 26,
-    "BADSKYCHI": 27,
-    "REDMONSTER": 28,
-}
+#: SDSS spectroscopic pixel-mask bits (``SPPIXMASK``, idlutils ``sdssMaskbits.par``; bits 0-15
+#: per fibre, 16-31 per pixel): the reader's table (:data:`galforge.spectra.readers.PIXMASK_BITS`).
+SPPIXMASK: dict[str, int] = PIXMASK_BITS
 
 
 def _bit(name: str) -> int:
