@@ -194,6 +194,8 @@ rule spectra_bic:
         config=cli_config("spectra", "grid"),
     log:
         logfile("spectra", "bic"),
+    benchmark:
+        benchfile("spectra", "bic")
     conda:
         "../../envs/spectra.yaml"
     shell:

@@ -80,10 +80,11 @@ def _preprocess_shard(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
 
 
 def _preprocess(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    from galforge.io import InputError
     from galforge.spectra.study import merge_shards
 
     if len(args.shards) != len(args.shard_rejects):
-        raise ValueError("--shards and --shard-rejects must list the same number of files")
+        raise InputError("--shards and --shard-rejects must list the same number of files")
     report = merge_shards(args.shards, args.shard_rejects, cfg["spectra"]["preprocess"],
                           args.out, args.rejects, args.report, progress=not args.no_progress)
     log.info("preprocessing: %s", report)

@@ -163,7 +163,11 @@ def preprocess_shard_files(
     was not kept, with the selection's code or ``preprocess`` and the reason.
     """
     from galforge.archives.sdss_spectra import read_manifest
-    from galforge.spectra.preprocess import PreprocessSettings, preprocess_shard
+    from galforge.spectra.preprocess import (
+        PreprocessSettings,
+        preprocess_shard,
+        read_shard_rejects,
+    )
     from galforge.spectra.selection import SelectionSettings, select_spectra
 
     frame = read_manifest(manifest)
@@ -177,8 +181,6 @@ def preprocess_shard_files(
     settings = PreprocessSettings.from_dict(preprocess)
     summary = preprocess_shard(props["path"].tolist(), props.drop(columns="path"), settings, out,
                                progress=progress)
-    from galforge.spectra.preprocess import read_shard_rejects
-
     pre = read_shard_rejects([out]).assign(code="preprocess")
     table = pd.concat([pd.DataFrame(rej, columns=list(REJECTS_COLUMNS)), sel_rej,
                        pre[list(REJECTS_COLUMNS)]], ignore_index=True)
