@@ -120,21 +120,12 @@ from galforge.environment.model_settings import (  # noqa: E402 - torch-free set
     PRESETS,
     EnvironmentModelSettings,
 )
+from galforge.train.layers import activation  # noqa: E402
 
 
 def _activation(name: str) -> nn.Module:
-    """A fresh activation module (never shared between layers)."""
-    if name == "leaky_relu":
-        return nn.LeakyReLU(0.2)
-    if name == "silu":
-        return nn.SiLU()
-    if name == "relu":
-        return nn.ReLU()
-    if name == "elu":
-        return nn.ELU()
-    if name == "gelu":
-        return nn.GELU()
-    raise ValueError(f"unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}")
+    """A fresh activation module of :data:`ACTIVATIONS` (never shared between layers)."""
+    return activation(name, ACTIVATIONS)
 
 
 def _norm(name: str, channels: int) -> nn.Module:

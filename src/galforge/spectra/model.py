@@ -112,6 +112,7 @@ from galforge.spectra.model_settings import (  # re-exported: one import for the
     parse_model_id,
 )
 from galforge.train.checkpoint import record_init_kwargs
+from galforge.train.layers import activation
 
 __all__ = [
     "ACTIVATIONS",
@@ -141,18 +142,8 @@ LOGVAR_MAX = 10.0
 
 
 def _activation(name: str) -> nn.Module:
-    """A fresh activation module (never shared between layers)."""
-    if name == "leaky_relu":
-        return nn.LeakyReLU(0.2)
-    if name == "relu":
-        return nn.ReLU()
-    if name == "elu":
-        return nn.ELU()
-    if name == "gelu":
-        return nn.GELU()
-    if name == "tanh":
-        return nn.Tanh()
-    raise ValueError(f"unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}")
+    """A fresh activation module of :data:`ACTIVATIONS` (never shared between layers)."""
+    return activation(name, ACTIVATIONS)
 
 
 def conv_lengths(npix: int, kernel_sizes: Sequence[int], strides: Sequence[int]) -> list[int]:
