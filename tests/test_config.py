@@ -39,6 +39,22 @@ def test_defaults_and_presets_fill_in_but_user_values_win():
     assert resolve_config(copy.deepcopy(tiny)) == tiny, "resolving is idempotent"
 
 
+@pytest.mark.parametrize("scale", ["tiny", "demo", "paper"])
+def test_every_preset_section_passes_its_settings_class(scale):
+    """resolve_config checks only the sections a user wrote (the rest are these presets and
+    defaults); here every section of every scale goes through its settings class."""
+    from galforge.config import _section_validators, _semantic_checks
+
+    cfg = resolve_config({"scale": scale})
+    _semantic_checks(cfg)  # no user: every section
+    assert len(_section_validators()) == len(_section_validators(cfg)) == 14
+
+
+def test_a_section_the_user_wrote_is_checked_even_for_a_disabled_study():
+    with pytest.raises(ConfigError, match=r"spectra\.model: "):
+        resolve_config({"studies": ["environment"], "spectra": {"model": {"chanels": [8]}}})
+
+
 @pytest.mark.parametrize(
     ("raw", "message"),
     [

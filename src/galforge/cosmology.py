@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
-from astropy.cosmology import FlatLambdaCDM
+
+if TYPE_CHECKING:  # astropy.cosmology takes ~1.3 s to import: only when a distance is needed
+    from astropy.cosmology import FlatLambdaCDM
 
 #: Speed of light in km/s (CODATA, exact).
 C_KMS = 299_792.458
@@ -32,6 +35,8 @@ class Cosmology:
     @cached_property
     def astropy(self) -> FlatLambdaCDM:
         """The equivalent :class:`astropy.cosmology.FlatLambdaCDM` with H0 = 100."""
+        from astropy.cosmology import FlatLambdaCDM
+
         return FlatLambdaCDM(H0=100.0, Om0=self.Om0, Tcmb0=0.0)
 
     @cached_property

@@ -103,6 +103,9 @@ rule environment_maps:
         " --report {output.report:q} > {log:q} 2>&1"
 
 
+# One thread: on a CPU-only machine the training jobs share the cores (gpu=2 lets two run
+# at once), and two intra-op threads per job then cost twice the time. A workstation without
+# GPUs can give it more: --set-threads environment_train=8.
 rule environment_train:
     input:
         res("environment", "maps.h5"),
@@ -113,7 +116,7 @@ rule environment_train:
     params:
         config=cli_config("environment", "model", "train", "split"),
         workdir=res("environment", "model/work"),
-    threads: 2
+    threads: 1
     resources:
         gpu=1,
         mem_mb=8000,

@@ -145,6 +145,7 @@ rule spectra_train:
         model=res("spectra", "models/{model}/model.pt"),
         metrics=res("spectra", "models/{model}/metrics.csv"),
         summary=res("spectra", "models/{model}/training.json"),
+        evaluation=res("spectra", "models/{model}/evaluation.json"),
     params:
         config=cli_config("spectra", "model", "train", "split"),
         workdir=res("spectra", "models/{model}/work"),
@@ -162,26 +163,7 @@ rule spectra_train:
         "galforge spectra-train --config {params.config:q} --no-progress --threads {threads}"
         " --model-id {wildcards.model} --spectra {input:q} --model {output.model:q}"
         " --metrics {output.metrics:q} --summary {output.summary:q}"
-        " --workdir {params.workdir:q} > {log:q} 2>&1"
-
-
-rule spectra_evaluate:
-    input:
-        model=res("spectra", "models/{model}/model.pt"),
-        spectra=res("spectra", "spectra.h5"),
-    output:
-        res("spectra", "models/{model}/evaluation.json"),
-    params:
-        config=cli_config("spectra", "split"),
-    log:
-        logfile("spectra", "evaluate-{model}"),
-    benchmark:
-        benchfile("spectra", "evaluate-{model}")
-    conda:
-        "../../envs/spectra.yaml"
-    shell:
-        "galforge spectra-evaluate --config {params.config:q} --threads {threads}"
-        " --model {input.model:q} --spectra {input.spectra:q} --out {output:q} > {log:q} 2>&1"
+        " --evaluation {output.evaluation:q} --workdir {params.workdir:q} > {log:q} 2>&1"
 
 
 rule spectra_bic:

@@ -34,7 +34,10 @@ def _fetch(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     from astropy.table import Table
 
     from galforge.archives.sdss import (
-        fetch_dr7_galaxies, fetched_range_matches, join_properties, read_mpajhu,
+        fetch_dr7_galaxies,
+        fetched_range_matches,
+        join_properties,
+        read_mpajhu,
         write_galaxy_table,
     )
 
@@ -131,7 +134,12 @@ def _latents(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
 def _stats(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     import pandas as pd
 
-    from galforge.environment.analysis import StatsSettings, join_tables, statistics_tables, truth_recovery
+    from galforge.environment.analysis import (
+        StatsSettings,
+        join_tables,
+        statistics_tables,
+        truth_recovery,
+    )
     from galforge.stats import write_tables
 
     settings = StatsSettings.from_dict(cfg["environment"]["stats"])

@@ -88,7 +88,6 @@ def train_environment_model(
 
     from galforge.environment.model import EnvironmentModelSettings, poisson_vae_loss
     from galforge.train import TrainConfig, fit, seed_everything
-
     from galforge.train.config import RESUME_SAFE_FIELDS
 
     msettings = EnvironmentModelSettings.from_dict(model_settings)

@@ -200,7 +200,7 @@ from scipy.special import erf
 
 from galforge.cosmology import C_KMS, Cosmology
 from galforge.io import atomic_path
-from galforge.spectra.readers import PIXMASK_BITS
+from galforge.spectra.pixmask import PIXMASK_BITS
 
 log = logging.getLogger("galforge.mock")
 

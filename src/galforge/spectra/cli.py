@@ -91,6 +91,7 @@ def _preprocess(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
 
 
 def _train(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    from galforge.spectra.bic import evaluate_model, write_evaluation
     from galforge.spectra.model_settings import SpectraModelSettings
     from galforge.spectra.training import train_spectra_model
 
@@ -103,13 +104,9 @@ def _train(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
         run_config=cfg,
     )
     write_json(summary, args.summary)
-
-
-def _evaluate(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
-    from galforge.spectra.bic import evaluate_model, write_evaluation
-
+    # the held-out evaluation of the BIC, from the model file alone (as any later reader would)
     ev = evaluate_model(args.model, args.spectra)
-    write_evaluation(ev, args.out)
+    write_evaluation(ev, args.evaluation)
     log.info("%s: n=%d, ln L=%.2f, BIC=%.2f, chi2_nu=%.4f", ev["model_id"], ev["n"], ev["log_l"],
              ev["bic"], ev["chi2_nu"])
 
@@ -202,13 +199,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, help="output final checkpoint")
     p.add_argument("--metrics", required=True, help="output per-epoch metrics (CSV)")
     p.add_argument("--summary", required=True, help="output JSON summary of the training")
+    p.add_argument("--evaluation", required=True,
+                   help="output JSON: held-out likelihood and BIC of the trained model")
     p.add_argument("--workdir", required=True, help="folder of the rolling checkpoint")
-
-    p = add_command(sub, "spectra-evaluate", _evaluate,
-                    "held-out likelihood and BIC of one trained model")
-    p.add_argument("--model", required=True, help="input checkpoint")
-    p.add_argument("--spectra", required=True, help="input spectra HDF5 (the training file)")
-    p.add_argument("--out", required=True, help="output evaluation JSON")
 
     p = add_command(sub, "spectra-bic", _bic, "the BIC table of the model grid (Fig 2)")
     p.add_argument("--evaluations", nargs="+", required=True, help="input evaluation JSONs")

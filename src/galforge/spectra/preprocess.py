@@ -81,7 +81,7 @@ from tqdm import tqdm
 import galforge
 from galforge.io import InputError, atomic_path
 from galforge.spectra.infill import IterativePCAInfill
-from galforge.spectra.readers import PIXMASK_BITS
+from galforge.spectra.pixmask import PIXMASK_BITS
 from galforge.spectra.resample import (
     SDSS_DLOGLAM,
     resample,
