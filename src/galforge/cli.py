@@ -29,6 +29,14 @@ def _setup_logging(verbose: bool) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    # third-party INFO chatter (matplotlib's PDF font subsetting logs ~1,300 fontTools
+    # lines per figure job) stays out of the rule logs unless --verbose
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+
+#: Libraries whose INFO messages are not shown in the rule logs (only with ``--verbose``).
+QUIET_LOGGERS: tuple[str, ...] = ("fontTools", "matplotlib", "PIL", "h5py", "numba")
 
 
 def add_command(
