@@ -64,7 +64,7 @@ Speed (measured, 1 CPU thread, torch 2.13)
 ------------------------------------------
 Demo preset (≈ 0.55 M parameters), 3,400 training + 600 validation spectra ×
 4000 px, batch 64, 20 epochs (the ``demo`` entry of
-:data:`~galforge.spectra.model_settings.TRAIN_PRESETS`): 38 s for the whole
+:data:`~galforge.spectra.model_settings.TRAIN_PRESETS` then; it now trains 12): 38 s for the whole
 ``train_spectra_model`` call (reading the file, PCA start, training, writing),
 ≈ 1.7 s per epoch, on an otherwise idle core; the earlier strides 4, 4, 4 took
 50 s for the same fit, channels 4, 8, 16 took 27 s but fitted worse (mean
