@@ -175,12 +175,15 @@ def _section_validators(
 def _section_factories() -> dict[tuple[str, ...], Callable[[], Callable[[dict[str, Any]], Any]]]:
     """Per section, a function that imports its settings class and returns its parser."""
 
-    def lazy(module: str, name: str) -> Callable[[], Callable[[dict[str, Any]], Any]]:
+    def lazy(module: str, name: str, *, kwargs: bool = False
+             ) -> Callable[[], Callable[[dict[str, Any]], Any]]:
+        """``kwargs``: the class takes the section as keyword arguments (no ``from_dict``)."""
+
         def load() -> Callable[[dict[str, Any]], Any]:
             import importlib
 
             cls = getattr(importlib.import_module(module), name)
-            return (lambda d: cls(**d)) if name == "SplitSettings" else cls.from_dict
+            return (lambda d: cls(**d)) if kwargs else cls.from_dict
 
         return load
 
@@ -193,7 +196,8 @@ def _section_factories() -> dict[tuple[str, ...], Callable[[], Callable[[dict[st
         ("environment", "model"): lazy("galforge.environment.model_settings",
                                        "EnvironmentModelSettings"),
         ("environment", "train"): lazy("galforge.train.config", "TrainConfig"),
-        ("environment", "split"): lazy("galforge.environment.training", "SplitSettings"),
+        ("environment", "split"): lazy("galforge.environment.training", "SplitSettings",
+                                       kwargs=True),
         ("environment", "stats"): lazy("galforge.environment.analysis", "StatsSettings"),
         ("spectra", "selection"): lazy("galforge.spectra.selection", "SelectionSettings"),
         ("spectra", "mock"): lazy("galforge.mock.spectra", "MockSpectraSettings"),
