@@ -169,7 +169,7 @@ def _figures(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the environment study's subcommands to the ``galforge`` parser."""
-    from galforge.cli import add_command
+    from galforge.commands import add_command
 
     p = add_command(sub, "environment-mock", _mock,
                     "write the mock universe's SDSS-format galaxy table and its truth file")

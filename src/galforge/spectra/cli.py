@@ -144,7 +144,7 @@ def _figures(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the spectra study's subcommands to the ``galforge`` parser."""
-    from galforge.cli import add_command
+    from galforge.commands import add_command
 
     p = add_command(sub, "spectra-mock", _mock,
                     "write the mock SDSS spectra, GSWLC and MPA-JHU tables, truth and shard manifests")
