@@ -17,11 +17,15 @@ include: "workflow/rules/common.smk"
 
 wildcard_constraints:
     run=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
-    shard=r"[0-9]{3}",
-    model=r"(vae|cvae-[a-z+]+)-d[0-9]+",
 
-include: "workflow/rules/environment.smk"
-include: "workflow/rules/spectra.smk"
+
+include: "workflow/rules/archives.smk"
+
+
+# one rules file per registered study (galforge.studies.REGISTRY)
+for _study in study_names():
+
+    include: f"workflow/rules/{_study}.smk"
 
 
 rule all:

@@ -10,14 +10,14 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from galforge import __version__
+from galforge.commands import add_command
 from galforge.config import ConfigError, config_hash, parse_settings, resolve_config
 from galforge.io import InputError
-
-Handler = Callable[[argparse.Namespace, dict[str, Any]], None]
+from galforge.studies import REGISTRY
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -39,26 +39,6 @@ def _setup_logging(verbose: bool) -> None:
 QUIET_LOGGERS: tuple[str, ...] = ("fontTools", "matplotlib", "PIL", "h5py", "numba")
 
 
-def add_command(
-    sub: argparse._SubParsersAction, name: str, handler: Handler, help: str
-) -> argparse.ArgumentParser:
-    """Register a subcommand with the shared ``--config`` and ``--quiet`` options."""
-    p = sub.add_parser(name, help=help, description=help)
-    p.add_argument(
-        "--config",
-        default="config.yaml",
-        help="inline JSON (as the workflow passes it) or a YAML/JSON config file (default: config.yaml)",
-    )
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    p.add_argument(
-        "--threads", type=int, default=None,
-        help="CPU threads for numerical libraries (torch); the workflow passes the rule's threads",
-    )
-    p.set_defaults(handler=handler)
-    return p
-
-
 def _config_check(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     import yaml
 
@@ -76,16 +56,29 @@ def _set_threads(n: int) -> None:
         sys.modules["torch"].set_num_threads(max(1, n))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from galforge.environment import cli as environment_cli
-    from galforge.spectra import cli as spectra_cli
+def _schema(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    from galforge.config import load_schema, write_schema
 
+    if args.out:
+        write_schema(args.out)
+    else:
+        import yaml
+
+        print(yaml.safe_dump(load_schema(), sort_keys=False, allow_unicode=True), end="")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``galforge`` parser: the shared commands, then each registered study's."""
     parser = argparse.ArgumentParser(prog="galforge", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"galforge {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     add_command(sub, "config-check", _config_check, "validate a configuration and print it resolved")
-    environment_cli.register(sub)
-    spectra_cli.register(sub)
+    p = add_command(sub, "schema", _schema,
+                    "print the configuration's JSON schema (or write it with --out)")
+    p.add_argument("--out", default=None,
+                   help="write it here (workflow/schemas/config.schema.yaml)")
+    for entry in REGISTRY:
+        entry.register_commands(sub)
     return parser
 
 

@@ -308,16 +308,24 @@ def _copy(v: Any) -> Any:
     return copy.deepcopy(v)
 
 
-def section(cls: type[Settings], doc: str = "") -> Any:
-    """A nested settings section of class ``cls`` (a mapping in the configuration)."""
+def section(cls: type[Settings], doc: str = "", *,
+            defaults: Mapping[str, Any] | None = None) -> Any:
+    """A nested settings section of class ``cls`` (a mapping in the configuration).
+
+    ``defaults``: this parent's own defaults for some of the section's keys (e.g. a
+    study's validation fraction), applied under what the configuration sets.
+    """
+    base = dict(defaults or {})
 
     def check(v: Any) -> Settings:
         if isinstance(v, cls):
             return v
-        return cls.from_dict(v)
+        if v is not None and not isinstance(v, Mapping):
+            raise ValueError(f"must be a mapping of keys, got {v!r}")
+        return cls.from_dict({**base, **dict(v or {})})
 
-    meta = {"check": check, "section": cls, "doc": doc}
-    return dataclasses.field(default_factory=cls, metadata=meta)
+    meta = {"check": check, "section": cls, "doc": doc, "defaults": base}
+    return dataclasses.field(default_factory=lambda: cls.from_dict(base), metadata=meta)
 
 
 # -- the base -----------------------------------------------------------------------------
@@ -332,8 +340,9 @@ class Settings:
     or :class:`SettingsError`; the key is added where it is missing).
     """
 
-    #: What the section is, in words (for error messages without a key path).
-    label: ClassVar[str] = "settings"
+    #: A study's settings: for a section, the sections its values are derived from or
+    #: checked against (a workflow rule given the section is given these too).
+    linked: ClassVar[dict[str, tuple[str, ...]]] = {}
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -398,16 +407,21 @@ class Settings:
 
     # -- schema ------------------------------------------------------------------------
     @classmethod
-    def json_schema(cls, description: str | None = None) -> dict[str, Any]:
-        """The JSON schema of this section, derived from the fields (defaults included)."""
-        defaults = cls().to_dict()
+    def json_schema(cls, description: str | None = None,
+                    defaults: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The JSON schema of this section, derived from the fields (defaults included).
+
+        ``defaults``: overrides of the class defaults (a parent's :func:`section` defaults).
+        """
+        defaults = cls.from_dict(defaults or {}).to_dict()
         props: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             if not f.init:
                 continue
             sub = f.metadata.get("section")
             if sub is not None:
-                props[f.name] = sub.json_schema(f.metadata.get("doc") or None)
+                props[f.name] = sub.json_schema(f.metadata.get("doc") or None,
+                                                f.metadata.get("defaults"))
                 continue
             entry = dict(f.metadata.get("schema", {}))
             entry["default"] = defaults[f.name]

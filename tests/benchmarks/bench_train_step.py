@@ -29,7 +29,7 @@ N_STEPS = 20
 
 def _models() -> tuple[torch.nn.Module, torch.nn.Module, torch.Tensor]:
     from galforge.environment.model import PoissonVAE
-    from galforge.environment.model_settings import PRESETS
+    from galforge.environment.settings import PRESETS
 
     class ContiguousPoissonVAE(PoissonVAE):
         memory_format = torch.contiguous_format

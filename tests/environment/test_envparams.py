@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from galforge.cosmology import C_KMS, Cosmology
-from galforge.environment.envparams import EnvSettings, compute_envparams
+from galforge.environment.envparams import EnvParamsSettings, compute_envparams
 from galforge.environment.footprint import Footprint, select_targets
 from galforge.environment.maps import MapSettings, brute_force_map, compute_maps
 from galforge.io import InputError
@@ -129,7 +129,7 @@ def test_envparams_equal_brute_force_dr7():
     ok, _ = select_targets(ra, dec, z, Footprint.from_catalog(ra, dec), MapSettings(), COSMO,
                            zmin=0.02, zmax=0.08)
     rows = np.sort(np.random.default_rng(2).choice(np.flatnonzero(ok), 220, replace=False))
-    settings = EnvSettings(n_neighbours=(1, 3, 5, 10), radii_mpc=(0.5, 1, 2, 5), r_max_mpc=8)
+    settings = EnvParamsSettings(n_neighbours=(1, 3, 5, 10), radii_mpc=(0.5, 1, 2, 5), r_max_mpc=8)
     df = compute_envparams(ra, dec, z, targets=rows, settings=settings, cosmology=COSMO,
                            progress=False)
     assert {"n_r0.5", "n_r1", "d_10", "sigma_3", "log_sigma_10"} <= set(df.columns)
@@ -160,17 +160,17 @@ def test_n_map_equals_map_totals_and_nan_semantics():
 
 
 def test_settings_and_errors():
-    s = EnvSettings()
+    s = EnvParamsSettings()
     assert s.n_neighbours == (5,) and s.radii_mpc == (1.0, 2.0, 5.0) and s.r_max_mpc == 10.0
-    assert EnvSettings.from_dict({"n_neighbours": [3, 5], "radii_mpc": [1]}).n_neighbours == (3, 5)
+    assert EnvParamsSettings.from_dict({"n_neighbours": [3, 5], "radii_mpc": [1]}).n_neighbours == (3, 5)
     with pytest.raises(InputError, match="'rmax'"):
-        EnvSettings.from_dict({"rmax": 5})
+        EnvParamsSettings.from_dict({"rmax": 5})
     with pytest.raises(InputError, match="radii_mpc"):
-        EnvSettings(radii_mpc=(1.0, 12.0))
+        EnvParamsSettings(radii_mpc=(1.0, 12.0))
     with pytest.raises(InputError, match="n_neighbours"):
-        EnvSettings(n_neighbours=(0,))
+        EnvParamsSettings(n_neighbours=(0,))
     with pytest.raises(InputError, match="r_max_mpc"):
-        EnvSettings(r_max_mpc=-1.0)
+        EnvParamsSettings(r_max_mpc=-1.0)
     with pytest.raises(InputError, match="empty"):
         compute_envparams([], [], [], progress=False)
     with pytest.raises(InputError, match="no targets"):

@@ -11,6 +11,9 @@ import torch
 
 from galforge.spectra._testing import write_preprocessed
 from galforge.spectra.analysis import (
+from galforge.spectra.presets import PRESETS as _STUDY_PRESETS
+
+MODEL_PRESETS = {scale: p["model"] for scale, p in _STUDY_PRESETS.items()}
     AnalysisSettings,
     best_mi_per_property,
     binned_property_means,
@@ -157,8 +160,8 @@ def toy(tmp_path_factory: pytest.TempPathFactory) -> dict:
     path = _toy_file(root / "toy.h5")
     out = {}
     for name, settings in {
-        "vae": {"preset": "tiny", "latent_dim": 2, "npix": NPIX},
-        "cvae": {"preset": "tiny", "latent_dim": 1, "npix": NPIX, "kind": "cvae",
+        "vae": {**MODEL_PRESETS["tiny"], "latent_dim": 2, "npix": NPIX},
+        "cvae": {**MODEL_PRESETS["tiny"], "latent_dim": 1, "npix": NPIX, "kind": "cvae",
                  "conditions": ["mstar"]},
     }.items():
         train_spectra_model(path, settings, {"epochs": 4, "batch_size": 64, "lr": 3e-3}, seed=0,

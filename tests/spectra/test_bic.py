@@ -26,6 +26,9 @@ import pytest
 from galforge.io import InputError
 from galforge.spectra._testing import make_lowrank_spectra, write_preprocessed
 from galforge.spectra.bic import (
+from galforge.spectra.presets import PRESETS as _STUDY_PRESETS
+
+MODEL_PRESETS = {scale: p["model"] for scale, p in _STUDY_PRESETS.items()}
     best_model,
     bic_table,
     evaluate_model,
@@ -107,7 +110,7 @@ def test_bic_recovers_the_planted_number_of_factors_fast(tmp_path: Path) -> None
     """P = 3 factors, 800 spectra, tiny models d = 1…5: the minimum lies at P ± 1."""
     p = write_preprocessed(tmp_path / "s.h5",
                            make_lowrank_spectra(800, 3, snr=(8.0, 16.0), seed=11))
-    t = _grid(p, tmp_path, [1, 2, 3, 4, 5], {"preset": "tiny"},
+    t = _grid(p, tmp_path, [1, 2, 3, 4, 5], dict(MODEL_PRESETS["tiny"]),
               {"epochs": 12, "batch_size": 64, "lr": 2e-3}, 0.25)
     assert (t["n"] == 200).all() and list(t["k"]) == [1, 2, 3, 4, 5]
     best = int(t.loc[t["best_in_kind"], "latent_dim"].item())
@@ -125,9 +128,10 @@ def test_bic_recovers_the_planted_number_of_factors_fast(tmp_path: Path) -> None
 @pytest.mark.slow
 def test_bic_recovers_four_factors_at_demo_scale(tmp_path: Path) -> None:
     """P = 4, 4000 spectra × 4000 px, demo models and training (≈ 40 s per model)."""
-    from galforge.spectra.model_settings import TRAIN_PRESETS
+    from galforge.spectra.presets import PRESETS
 
     p = write_preprocessed(tmp_path / "s.h5", make_lowrank_spectra(4000, 4, seed=11))
-    t = _grid(p, tmp_path, [2, 3, 4, 5, 6], {"preset": "demo"}, TRAIN_PRESETS["demo"], 0.15)
+    t = _grid(p, tmp_path, [2, 3, 4, 5, 6], PRESETS["demo"]["model"], PRESETS["demo"]["train"],
+              0.15)
     best = int(t.loc[t["best_in_kind"], "latent_dim"].item())
     assert abs(best - 4) <= 1, t[["model_id", "chi2_nu", "bic"]]

@@ -21,26 +21,24 @@ from galforge.spectra.model import (
     spectra_vae_loss,
     weighted_sq_residuals,
 )
-from galforge.spectra.model_settings import (
-    PRESETS,
-    TRAIN_PRESETS,
-    SpectraModelSettings,
-    canonical_conditions,
-    model_id,
-    parse_model_id,
-)
+from galforge.spectra.model_ids import canonical_conditions, model_id, parse_model_id
+from galforge.spectra.presets import PRESETS as STUDY_PRESETS
+from galforge.spectra.settings import SpectraModelSettings
+
+PRESETS = {scale: p["model"] for scale, p in STUDY_PRESETS.items()}
+TRAIN_PRESETS = {scale: p["train"] for scale, p in STUDY_PRESETS.items()}
 
 ACT_TYPES = (nn.LeakyReLU, nn.ReLU, nn.ELU, nn.GELU, nn.Tanh)
 
 
 # -- settings and ids ---------------------------------------------------------------------------
 def test_settings_reject_unknown_keys_and_round_trip() -> None:
-    with pytest.raises(ValueError, match="'chanels'"):
+    with pytest.raises(ValueError, match="chanels"):
         SpectraModelSettings.from_dict({"chanels": [4]})
-    with pytest.raises(ValueError, match="preset"):
-        SpectraModelSettings.from_dict({"preset": "huge"})
+    with pytest.raises(ValueError, match="preset"):  # no preset key: scales live in presets
+        SpectraModelSettings.from_dict({"preset": "tiny"})
     for name in PRESETS:
-        s = SpectraModelSettings.from_dict({"preset": name, "latent_dim": 3})
+        s = SpectraModelSettings.from_dict({**PRESETS[name], "latent_dim": 3})
         assert SpectraModelSettings.from_dict(s.to_dict()) == s
         json.dumps(s.to_dict())
     # the configuration's model section has no kind / size / conditions: defaults apply
@@ -74,7 +72,7 @@ def test_model_id_round_trip_and_errors() -> None:
                      ("cvae-sfr+sfr-d2", "twice")]:
         with pytest.raises(ValueError, match=msg):
             parse_model_id(bad)
-    s = SpectraModelSettings.from_model_id("cvae-mstar+z-d3", {"preset": "tiny"})
+    s = SpectraModelSettings.from_model_id("cvae-mstar+z-d3", dict(PRESETS["tiny"]))
     assert (s.kind, s.conditions, s.latent_dim) == ("cvae", ("log_mstar", "oh_p50"), 3)
     assert s.model_id == "cvae-mstar+z-d3"
 
@@ -84,7 +82,7 @@ def test_model_id_round_trip_and_errors() -> None:
 @pytest.mark.parametrize("conds", [(), ("log_mstar", "log_sfr")])
 def test_shapes(npix: int, conds: tuple[str, ...]) -> None:
     torch.manual_seed(0)
-    s = SpectraModelSettings.from_dict({"preset": "demo", "latent_dim": 3, "npix": npix,
+    s = SpectraModelSettings.from_dict({**PRESETS["demo"], "latent_dim": 3, "npix": npix,
                                         "kind": "cvae" if conds else "vae",
                                         "conditions": list(conds)})
     m = s.build().eval()
@@ -104,7 +102,7 @@ def test_shapes(npix: int, conds: tuple[str, ...]) -> None:
 
 
 def test_every_activation_is_its_own_module() -> None:
-    s = SpectraModelSettings.from_dict({"preset": "paper", "latent_dim": 4})
+    s = SpectraModelSettings.from_dict({**PRESETS["paper"], "latent_dim": 4})
     m = s.build()
     acts = [mod for mod in m.modules() if isinstance(mod, ACT_TYPES)]
     n_blocks = len(s.channels)
@@ -159,7 +157,7 @@ def test_no_functional_activation_in_forward() -> None:
 # -- loss ----------------------------------------------------------------------------------------
 def test_loss_ignores_zero_weight_pixels() -> None:
     torch.manual_seed(0)
-    m = SpectraModelSettings.from_dict({"preset": "tiny", "latent_dim": 2}).build().eval()
+    m = SpectraModelSettings.from_dict({**PRESETS["tiny"], "latent_dim": 2}).build().eval()
     x = torch.randn(4, 4000)
     w = torch.rand(4, 4000) + 0.5
     w[:, 100:300] = 0.0
@@ -210,7 +208,7 @@ def test_cvae_uses_its_conditions() -> None:
 def test_pca_start_reproduces_pca_reconstruction() -> None:
     data = make_lowrank_spectra(200, 3, seed=2, mask_fraction=0.0)
     x = data["flux"].astype(np.float64)
-    m = SpectraModelSettings.from_dict({"preset": "tiny", "latent_dim": 3}).build()
+    m = SpectraModelSettings.from_dict({**PRESETS["tiny"], "latent_dim": 3}).build()
     mean, scale = x.mean(0), x.std(0) + 1e-3
     m.set_scaling(mean, scale)
     xs = (x - mean) / scale
@@ -250,7 +248,7 @@ def test_training_reduces_the_loss_and_resumes(tiny_file: Path, tmp_path: Path) 
 
     from galforge.train import load_for_inference
 
-    settings = {"preset": "tiny", "latent_dim": 2}
+    settings = {**PRESETS["tiny"], "latent_dim": 2}
     s1 = _train(tiny_file, tmp_path / "a", settings)
     assert s1["model_id"] == "vae-d2" and not s1["resumed"]
     assert s1["n_train"] + s1["n_val"] == 320 and s1["n_val"] == 64
@@ -274,7 +272,7 @@ def test_training_reduces_the_loss_and_resumes(tiny_file: Path, tmp_path: Path) 
 def test_cvae_training_drops_rows_without_conditions(tiny_file: Path, tmp_path: Path) -> None:
     from galforge.spectra.training import encode
 
-    s = _train(tiny_file, tmp_path, {"preset": "tiny", "kind": "cvae", "conditions": ["sfr"],
+    s = _train(tiny_file, tmp_path, {**PRESETS["tiny"], "kind": "cvae", "conditions": ["sfr"],
                                       "latent_dim": 1}, epochs=1)
     assert s["model_id"] == "cvae-sfr-d1" and s["n_dropped"] == 7
     assert s["n_train"] + s["n_val"] == 320 - 7

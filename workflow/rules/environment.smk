@@ -2,6 +2,91 @@
 # volume-limited galaxies. This file: the catalog and the maps.
 
 
+# ---------------------------------------------------------------- input functions
+
+
+def environment_targets():
+    return [
+        res("environment", "catalog.parquet"),
+        res("environment", "maps.h5"),
+        res("environment", "envparams.parquet"),
+        res("environment", "tables/latents_vs_environment.csv"),
+        res("environment", "tables/latents_vs_properties.csv"),
+        res("environment", "tables/truth_recovery.json"),
+        res("environment", "figures/fig6_correlation_heatmaps.png"),
+    ]
+
+
+#: Figures of the environment study besides the mock-only truth figure.
+ENVIRONMENT_FIGURES = [
+    "fig1_target_example",
+    "fig3_latents_vs_environment",
+    "fig4_latents_vs_properties",
+    "fig5_latent_traversals",
+    "fig6_correlation_heatmaps",
+    "loss_curves",
+    "kl_spectrum",
+]
+
+
+def environment_on_mock():
+    return config["source"] == "mock" and not config["environment"]["catalog"]["path"]
+
+
+def environment_truth_figure():
+    """The planted-truth figure, an output of environment_figures on the mock only."""
+    return truth_figure("environment", "Environment") if environment_on_mock() else {}
+
+
+def environment_figure_inputs(wildcards):
+    inputs = {
+        "catalog": res("environment", "catalog.parquet"),
+        "maps": res("environment", "maps.h5"),
+        "model": res("environment", "model/model.pt"),
+        "latents": res("environment", "latents.parquet"),
+        "kl": res("environment", "latent_kl.json"),
+        "envparams": res("environment", "envparams.parquet"),
+        "env_table": res("environment", "tables/latents_vs_environment.csv"),
+        "prop_table": res("environment", "tables/latents_vs_properties.csv"),
+        "metrics": res("environment", "model/metrics.csv"),
+    }
+    if environment_on_mock():
+        inputs["truth"] = res("environment", "mock/truth.parquet")
+    return inputs
+
+
+def environment_stats_inputs(wildcards):
+    """Inputs of environment_stats: the mock's truth file joins on the mock only."""
+    inputs = {
+        "latents": res("environment", "latents.parquet"),
+        "envparams": res("environment", "envparams.parquet"),
+        "catalog": res("environment", "catalog.parquet"),
+    }
+    if environment_on_mock():
+        inputs["truth"] = res("environment", "mock/truth.parquet")
+    return inputs
+
+
+def environment_raw_catalog(wildcards):
+    """The galaxy table that environment_catalog reads (yours, the mock's, or the archive's)."""
+    cat = config["environment"]["catalog"]
+    if cat["path"]:
+        return cat["path"]
+    if config["source"] == "mock":
+        return res("environment", "mock/sdss_dr7_galaxies.fits")
+    return environment_archive_table()
+
+
+def environment_archive_table():
+    """Cache path of the SDSS DR7 galaxy table for this run's redshift range."""
+    cat = config["environment"]["catalog"]
+    return f"{CACHE}/sdss/dr7_galaxies_z{cat['zmin']}-{cat['zmax']}.fits"
+
+
+STUDY_TARGETS["environment"] = environment_targets
+
+
+# ---------------------------------------------------------------- rules
 rule environment_mock:
     output:
         catalog=res("environment", "mock/sdss_dr7_galaxies.fits"),
@@ -19,31 +104,12 @@ rule environment_mock:
         " --catalog {output.catalog:q} --truth {output.truth:q} > {log:q} 2>&1"
 
 
-rule environment_fetch_mpajhu:
-    output:
-        info=f"{CACHE}/mpajhu/gal_info_dr7_v5_2.fit.gz",
-        lgm=f"{CACHE}/mpajhu/totlgm_dr7_v5_2.fit.gz",
-        sfr=f"{CACHE}/mpajhu/gal_totsfr_dr7_v5_2.fits.gz",
-        specsfr=f"{CACHE}/mpajhu/gal_totspecsfr_dr7_v5_2.fits.gz",
-    params:
-        config=cli_config("environment"),
-    log:
-        f"{CACHE}/mpajhu/fetch.log",
-    conda:
-        "../../envs/archives.yaml"
-    localrule: True
-    shell:
-        "galforge environment-fetch-mpajhu --config {params.config:q} --no-progress"
-        " --info {output.info:q} --lgm {output.lgm:q} --sfr {output.sfr:q}"
-        " --specsfr {output.specsfr:q} > {log:q} 2>&1"
-
-
 rule environment_fetch:
     input:
-        info=f"{CACHE}/mpajhu/gal_info_dr7_v5_2.fit.gz",
-        lgm=f"{CACHE}/mpajhu/totlgm_dr7_v5_2.fit.gz",
-        sfr=f"{CACHE}/mpajhu/gal_totsfr_dr7_v5_2.fits.gz",
-        specsfr=f"{CACHE}/mpajhu/gal_totspecsfr_dr7_v5_2.fits.gz",
+        info=mpajhu("gal_info_dr7_v5_2.fit.gz"),
+        lgm=mpajhu("totlgm_dr7_v5_2.fit.gz"),
+        sfr=mpajhu("gal_totsfr_dr7_v5_2.fits.gz"),
+        specsfr=mpajhu("gal_totspecsfr_dr7_v5_2.fits.gz"),
     output:
         environment_archive_table(),
     params:

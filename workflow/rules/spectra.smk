@@ -3,6 +3,121 @@
 # the grid -> BIC -> PCA of the best VAE's latents, MI, SHAP -> figures.
 
 
+wildcard_constraints:
+    shard=r"[0-9]{3}",
+    model=r"(vae|cvae-[a-z+]+)-d[0-9]+",
+
+
+# ---------------------------------------------------------------- input functions
+
+
+def spectra_on_mock():
+    return config["source"] == "mock"
+
+
+#: Figure stems of the spectra study (galforge.spectra.figure_set.FIGURES).
+SPECTRA_FIGURES = (
+    "fig1_latent_property_maps",
+    "fig2_bic_grid",
+    "fig3_component_sweeps",
+    "fig4_mutual_information",
+    "fig5_cvae_condition_sweeps",
+    "fig6_shap",
+    "pca_variance",
+    "loss_curves",
+)
+
+
+def spectra_targets():
+    targets = [
+        res("spectra", "spectra.h5"),
+        res("spectra", "tables/bic.csv"),
+        res("spectra", "tables/pca_variance.csv"),
+        res("spectra", "tables/mi.csv"),
+        res("spectra", "tables/truth_recovery.json"),
+        res("spectra", "latent_catalog.parquet"),
+    ]
+    targets += expand(res("spectra", "figures/{stem}.{ext}"), stem=SPECTRA_FIGURES,
+                      ext=("pdf", "png"))
+    if spectra_on_mock():
+        targets += expand(res("spectra", "figures/truth_recovery.{ext}"), ext=("pdf", "png"))
+    return targets
+
+
+def spectra_truth_figure():
+    """The mock's planted-truth figure (mock only)."""
+    return truth_figure("spectra", "Spectra") if spectra_on_mock() else {}
+
+
+def spectra_figure_inputs(wildcards):
+    inputs = {
+        "spectra": res("spectra", "spectra.h5"),
+        "catalog": res("spectra", "latent_catalog.parquet"),
+        "bic": res("spectra", "tables/bic.csv"),
+        "pca": res("spectra", "tables/pca_variance.csv"),
+        "mi": res("spectra", "tables/mi.csv"),
+        "arrays": res("spectra", "analysis.h5"),
+        "metrics": expand(res("spectra", "models/{model}/metrics.csv"), model=spectra_model_ids()),
+    }
+    if spectra_on_mock():
+        inputs["truth"] = res("spectra", "mock/truth.parquet")
+    return inputs
+
+
+def spectra_shards():
+    """Shard labels: spectra are split by plate so that a cluster spreads them over jobs."""
+    if spectra_on_mock():
+        n = config["spectra"]["mock_shards"]
+    else:
+        n = config["spectra"]["archive"]["n_shards"]
+    return [f"{i:03d}" for i in range(n)]
+
+
+def spectra_model_ids():
+    """One model per (condition set, latent size) of the grid: vae-d3, cvae-mstar+sfr-d2, ..."""
+    from galforge.spectra.model_ids import grid_model_ids
+
+    grid = config["spectra"]["grid"]
+    return grid_model_ids(grid["conditions"], grid["latent_dims"])
+
+
+def spectra_catalog_inputs(wildcards):
+    """GSWLC and the MPA-JHU metallicities: the mock's files, or the archive's."""
+    if spectra_on_mock():
+        return {
+            "gswlc": res("spectra", "mock/gswlc.fits"),
+            "info": res("spectra", "mock/mpajhu/gal_info_dr7_v5_2.fit.gz"),
+            "oh": res("spectra", "mock/mpajhu/gal_fiboh_dr7_v5_2.fits.gz"),
+        }
+    return {
+        "gswlc": f"{CACHE}/gswlc/GSWLC-X2.dat",
+        "info": mpajhu("gal_info_dr7_v5_2.fit.gz"),
+        "oh": mpajhu("gal_fiboh_dr7_v5_2.fits.gz"),
+    }
+
+
+def spectra_shard_inputs(wildcards):
+    inputs = spectra_catalog_inputs(wildcards)
+    where = "mock" if spectra_on_mock() else "archive"
+    inputs["manifest"] = res("spectra", f"{where}/manifests/shard-{wildcards.shard}.csv")
+    return inputs
+
+
+def spectra_analysis_inputs(wildcards):
+    inputs = {
+        "spectra": res("spectra", "spectra.h5"),
+        "bic": res("spectra", "tables/bic.csv"),
+        "models": expand(res("spectra", "models/{model}/model.pt"), model=spectra_model_ids()),
+    }
+    if spectra_on_mock():
+        inputs["truth"] = res("spectra", "mock/truth.parquet")
+    return inputs
+
+
+STUDY_TARGETS["spectra"] = spectra_targets
+
+
+# ---------------------------------------------------------------- rules
 rule spectra_mock:
     output:
         gswlc=res("spectra", "mock/gswlc.fits"),
@@ -36,21 +151,6 @@ rule spectra_fetch_gswlc:
     localrule: True
     shell:
         "galforge spectra-fetch-gswlc --config {params.config:q} --no-progress"
-        " --out {output:q} > {log:q} 2>&1"
-
-
-rule spectra_fetch_mpajhu_oh:
-    output:
-        f"{CACHE}/mpajhu/gal_fiboh_dr7_v5_2.fits.gz",
-    params:
-        config=cli_config("spectra"),
-    log:
-        f"{CACHE}/mpajhu/fetch_oh.log",
-    conda:
-        "../../envs/archives.yaml"
-    localrule: True
-    shell:
-        "galforge spectra-fetch-mpajhu-oh --config {params.config:q} --no-progress"
         " --out {output:q} > {log:q} 2>&1"
 
 

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from galforge.stats import correlation_table, spearman
+from galforge.environment.settings import StatsSettings
 
 log = logging.getLogger("galforge.environment")
 
@@ -31,36 +32,6 @@ ENV_PARAMS: tuple[str, ...] = ("log_sigma_5", "d_nn", "n_r1", "n_r2", "n_r5", "n
 GALAXY_PROPS: tuple[str, ...] = ("Mr", "log_mstar", "log_sfr", "log_ssfr", "g_r")
 #: The mock's planted sign of d(property)/d(local density) (see galforge.mock.environment).
 PLANTED_SIGNS: dict[str, int] = {"log_mstar": +1, "g_r": +1, "log_ssfr": -1}
-
-
-@dataclass(frozen=True)
-class StatsSettings:
-    """The ``environment.stats`` section."""
-
-    n_latents: int = 8
-    n_shuffles: int = 50
-    n_boot: int = 100
-    ks_quantile: float = 0.1
-    ci: float = 0.68
-
-    def __post_init__(self) -> None:
-        for name in ("n_latents", "n_shuffles", "n_boot"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"setting {name!r} must be an integer >= 1, got {v!r}")
-        if not 0.0 < self.ks_quantile <= 0.5:
-            raise ValueError(f"setting 'ks_quantile' must lie in (0, 0.5], got {self.ks_quantile!r}")
-        if not 0.0 < self.ci < 1.0:
-            raise ValueError(f"setting 'ci' must lie in (0, 1), got {self.ci!r}")
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any] | None) -> StatsSettings:
-        d = dict(d or {})
-        known = {f.name for f in fields(cls)}
-        for key in d:
-            if key not in known:
-                raise ValueError(f"unknown key {key!r} (known: {', '.join(sorted(known))})")
-        return cls(**d)
 
 
 def join_tables(latents: pd.DataFrame, envparams: pd.DataFrame, catalog: pd.DataFrame) -> pd.DataFrame:

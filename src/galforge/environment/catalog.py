@@ -27,6 +27,7 @@ from galforge.archives.formats import SDSS_GALAXY_COLUMNS, SDSS_MISSING, SDSS_PR
 from galforge.cosmology import Cosmology
 from galforge.io import InputError, atomic_path
 from galforge.photometry import absolute_mag_r
+from galforge.environment.settings import CatalogSettings
 
 log = logging.getLogger("galforge.environment")
 
@@ -42,25 +43,6 @@ _SDSS_PROPERTY_MAP = {
     "sfr_tot_p50": "log_sfr",
     "specsfr_tot_p50": "log_ssfr",
 }
-
-
-@dataclass(frozen=True)
-class CatalogSettings:
-    """The ``environment.catalog`` section of the configuration."""
-
-    path: str | None = None
-    format: str = "auto"
-    columns: dict[str, str | None] = field(default_factory=dict)
-    zmin: float = 0.02
-    zmax: float = 0.07
-    mr_max: float | None = -18.95
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> CatalogSettings:
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown key {sorted(unknown)[0]!r}")
-        return cls(**d)
 
 
 def read_table(path: str | Path, fmt: str = "auto") -> pd.DataFrame:

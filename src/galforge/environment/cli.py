@@ -81,7 +81,7 @@ def _catalog(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
 def _maps(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     import pandas as pd
 
-    from galforge.environment.envparams import EnvSettings, compute_envparams
+    from galforge.environment.envparams import EnvParamsSettings, compute_envparams
     from galforge.environment.footprint import FootprintSettings, build_footprint, select_targets
     from galforge.environment.maps import MapSettings, write_maps
 
@@ -98,7 +98,7 @@ def _maps(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     progress = not args.no_progress
     summary = write_maps(args.maps, ra, dec, z, ids, targets, map_settings, cosmo, progress=progress)
     params = compute_envparams(
-        ra, dec, z, ids, targets, EnvSettings.from_dict(env["envparams"]), map_settings, cosmo,
+        ra, dec, z, ids, targets, EnvParamsSettings.from_dict(env["envparams"]), map_settings, cosmo,
         progress=progress,
     )
     with atomic_path(args.params) as tmp:

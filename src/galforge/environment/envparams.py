@@ -50,73 +50,10 @@ from galforge.environment.maps import (
     square_pixels,
 )
 from galforge.io import InputError
+from galforge.environment.settings import EnvParamsSettings, aperture_column
 
 logger = logging.getLogger("galforge.environment")
 
-
-@dataclass(frozen=True)
-class EnvSettings:
-    """Settings of the classic environment parameters.
-
-    Parameters
-    ----------
-    n_neighbours:
-        The N of Σ_N (each gives ``d_N``, ``sigma_N``, ``log_sigma_N``).
-    radii_mpc:
-        Aperture radii (h⁻¹Mpc) of the counts ``n_r<R>``; each <= ``r_max_mpc``.
-    r_max_mpc:
-        Largest projected search radius (h⁻¹Mpc); farther N-th neighbours give NaN.
-    chunk:
-        Targets per processing chunk.
-    """
-
-    n_neighbours: tuple[int, ...] = (5,)
-    radii_mpc: tuple[float, ...] = (1.0, 2.0, 5.0)
-    r_max_mpc: float = 10.0
-    chunk: int = 2048
-
-    def __post_init__(self) -> None:
-        ns = self.n_neighbours
-        if isinstance(ns, (int, np.integer)) and not isinstance(ns, bool):
-            ns = (ns,)
-        if not isinstance(ns, (tuple, list)) or len(ns) == 0:
-            raise InputError(f"setting 'n_neighbours' must be a non-empty list, got {ns!r}")
-        ns = tuple(_as_int("n_neighbours", v, 1, 10_000) for v in ns)
-        object.__setattr__(self, "n_neighbours", ns)
-        rs = self.radii_mpc
-        if isinstance(rs, (int, float)) and not isinstance(rs, bool):
-            rs = (rs,)
-        if not isinstance(rs, (tuple, list)):
-            raise InputError(f"setting 'radii_mpc' must be a list, got {rs!r}")
-        rs = tuple(_as_float("radii_mpc", v) for v in rs)
-        object.__setattr__(self, "radii_mpc", rs)
-        object.__setattr__(self, "r_max_mpc", _as_float("r_max_mpc", self.r_max_mpc))
-        object.__setattr__(self, "chunk", _as_int("chunk", self.chunk, 1, 1 << 20))
-        for r in rs:
-            if r > self.r_max_mpc:
-                raise InputError(
-                    f"setting 'radii_mpc' value {r} exceeds 'r_max_mpc' ({self.r_max_mpc})"
-                )
-        names = [aperture_column(r) for r in rs]
-        if len(set(names)) != len(names) or len(set(ns)) != len(ns):
-            raise InputError("settings 'radii_mpc' and 'n_neighbours' must not repeat values")
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | None) -> EnvSettings:
-        """Build from a config mapping; unknown keys raise :class:`InputError` naming the key."""
-        d = dict(d or {})
-        known = {f.name for f in fields(cls)}
-        for key in d:
-            if key not in known:
-                raise InputError(
-                    f"unknown EnvSettings key {key!r} (known: {', '.join(sorted(known))})"
-                )
-        return cls(**d)
-
-
-def aperture_column(radius: float) -> str:
-    """Column name of the count within ``radius``: 1.0 → ``n_r1``, 0.5 → ``n_r0.5``."""
-    return f"n_r{radius:g}"
 
 
 def compute_envparams(
@@ -125,7 +62,7 @@ def compute_envparams(
     z: Any,
     ids: Any = None,
     targets: Any = None,
-    settings: EnvSettings | None = None,
+    settings: EnvParamsSettings | None = None,
     map_settings: MapSettings | None = None,
     cosmology: Cosmology | None = None,
     progress: bool = True,
@@ -136,7 +73,7 @@ def compute_envparams(
     used for ``n_map``; ``targets`` is a boolean mask or row indices (``None`` =
     every galaxy).
     """
-    settings = settings or EnvSettings()
+    settings = settings or EnvParamsSettings()
     map_settings = map_settings or MapSettings()
     cat = Catalog.from_arrays(ra, dec, z, ids, cosmology)
     rows = cat.target_rows(targets)
@@ -146,7 +83,7 @@ def compute_envparams(
 def envparams_for_catalog(
     cat: Catalog,
     rows: np.ndarray,
-    settings: EnvSettings,
+    settings: EnvParamsSettings,
     map_settings: MapSettings,
     progress: bool = False,
 ) -> pd.DataFrame:

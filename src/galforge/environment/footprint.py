@@ -31,6 +31,7 @@ import numpy as np
 from galforge.cosmology import C_KMS, Cosmology
 from galforge.environment.maps import MapSettings
 from galforge.io import InputError, atomic_path
+from galforge.environment.settings import DEFAULT_NSIDE, FootprintSettings
 
 logger = logging.getLogger("galforge.environment")
 
@@ -38,7 +39,6 @@ logger = logging.getLogger("galforge.environment")
 #: 0.92° pixels (0.84 deg²), i.e. ~10-15 galaxies a pixel for SDSS DR7
 #: volume-limited samples (8-16 galaxies/deg²), fine enough to follow the
 #: survey edges and the larger holes, coarse enough that voids rarely empty a pixel.
-DEFAULT_NSIDE = 64
 
 #: Upper bound on sample points processed at once by :func:`select_targets`.
 _MAX_POINTS = 1 << 21
@@ -154,55 +154,6 @@ class Footprint:
     def contains_vec(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
         """Whether each direction vector (need not be normalised) is inside."""
         return self.inside[hp.vec2pix(self.nside, x, y, z)]
-
-
-@dataclass(frozen=True)
-class FootprintSettings:
-    """Configuration of the footprint (the ``footprint`` config section).
-
-    Parameters
-    ----------
-    nside:
-        HEALPix resolution of the catalogue-derived footprint.
-    min_count:
-        Galaxies a pixel needs to be inside.
-    fill_holes:
-        Fill under-filled pixels whose 8 neighbours are all inside.
-    mask:
-        Path of a HEALPix mask FITS file; when set it is used instead of the
-        catalogue occupancy (``nside``, ``min_count``, ``fill_holes`` ignored).
-    """
-
-    nside: int = DEFAULT_NSIDE
-    min_count: int = 1
-    fill_holes: bool = True
-    mask: str | None = None
-
-    def __post_init__(self) -> None:
-        if isinstance(self.nside, bool) or not isinstance(self.nside, (int, np.integer)) or not hp.isnsideok(int(self.nside), nest=True):
-            raise InputError(f"setting 'nside' must be a power of two >= 1, got {self.nside!r}")
-        object.__setattr__(self, "nside", int(self.nside))
-        if isinstance(self.min_count, bool) or not isinstance(self.min_count, (int, np.integer)) or self.min_count < 1:
-            raise InputError(f"setting 'min_count' must be an integer >= 1, got {self.min_count!r}")
-        object.__setattr__(self, "min_count", int(self.min_count))
-        if not isinstance(self.fill_holes, bool):
-            raise InputError(f"setting 'fill_holes' must be true or false, got {self.fill_holes!r}")
-        if self.mask is not None and not isinstance(self.mask, (str, Path)):
-            raise InputError(f"setting 'mask' must be a path or null, got {self.mask!r}")
-        if self.mask is not None:
-            object.__setattr__(self, "mask", str(self.mask))
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | None) -> FootprintSettings:
-        """Build from a config mapping; unknown keys raise :class:`InputError` naming the key."""
-        d = dict(d or {})
-        known = {f.name for f in fields(cls)}
-        for key in d:
-            if key not in known:
-                raise InputError(
-                    f"unknown FootprintSettings key {key!r} (known: {', '.join(sorted(known))})"
-                )
-        return cls(**d)
 
 
 def build_footprint(settings: FootprintSettings, ra: Any, dec: Any) -> Footprint:

@@ -73,6 +73,7 @@ from tqdm import tqdm
 import galforge
 from galforge.cosmology import C_KMS, Cosmology
 from galforge.io import InputError, atomic_path
+from galforge.environment.settings import MapSettings
 
 logger = logging.getLogger("galforge.environment")
 
@@ -122,76 +123,6 @@ def _settings_from_dict(cls: type, d: Mapping[str, Any] | None) -> Any:
                 f"unknown {cls.__name__} key {key!r} (known: {', '.join(sorted(known))})"
             )
     return cls(**d)
-
-
-@dataclass(frozen=True)
-class MapSettings:
-    """Settings of the neighbour-count maps.
-
-    Parameters
-    ----------
-    size_mpc:
-        Side ``L`` of the comoving square, h⁻¹Mpc.
-    npix:
-        Pixels per side.
-    dv_kms:
-        Half width of the rest-frame velocity window, km/s.
-    chunk:
-        Targets per processing chunk (memory ∝ chunk · npix²).
-    compression:
-        HDF5 filter of the ``maps`` dataset: ``"gzip"`` (with byte shuffle),
-        ``"lzf"`` or ``None``. Measured on 67k paper-like maps (549 MB raw, 2
-        cores): gzip-1 ≈ +1.7-2.3 s to write, 13 MB; gzip-4 ≈ +3-4 s, 9 MB;
-        lzf ≈ +1.6-2.2 s, 20 MB (and h5py-only); none: 549 MB.
-    compression_level:
-        gzip level (0-9); ignored otherwise.
-    h5_chunk_maps:
-        Maps per HDF5 chunk of the ``maps`` dataset.
-    """
-
-    size_mpc: float = 10.0
-    npix: int = 64
-    dv_kms: float = 1000.0
-    chunk: int = 2048
-    compression: str | None = "gzip"
-    compression_level: int = 1
-    h5_chunk_maps: int = 256
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "size_mpc", _as_float("size_mpc", self.size_mpc))
-        object.__setattr__(self, "npix", _as_int("npix", self.npix, 1, 4096))
-        object.__setattr__(self, "dv_kms", _as_float("dv_kms", self.dv_kms))
-        object.__setattr__(self, "chunk", _as_int("chunk", self.chunk, 1, 1 << 20))
-        if self.compression not in (None, "gzip", "lzf"):
-            raise InputError(
-                f"setting 'compression' must be 'gzip', 'lzf' or None, got {self.compression!r}"
-            )
-        object.__setattr__(
-            self, "compression_level", _as_int("compression_level", self.compression_level, 0, 9)
-        )
-        object.__setattr__(
-            self, "h5_chunk_maps", _as_int("h5_chunk_maps", self.h5_chunk_maps, 1, 1 << 16)
-        )
-        if self.npix * self.npix * self.h5_chunk_maps * 2 > (1 << 32) - 1:
-            raise InputError("setting 'h5_chunk_maps' too large for one HDF5 chunk (< 4 GiB)")
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | None) -> MapSettings:
-        """Build from a config mapping; unknown keys raise :class:`InputError` naming the key."""
-        return _settings_from_dict(cls, d)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-    @property
-    def pixel_mpc(self) -> float:
-        """Pixel side, h⁻¹Mpc."""
-        return self.size_mpc / self.npix
-
-    @property
-    def half_diagonal_mpc(self) -> float:
-        """Largest projected radius inside the square, ``L/√2``."""
-        return self.size_mpc / math.sqrt(2.0)
 
 
 # --------------------------------------------------------------------------- catalogue

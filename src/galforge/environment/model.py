@@ -114,7 +114,7 @@ LOG_RATE_MAX = 12.0
 LOGVAR_MIN = -15.0
 LOGVAR_MAX = 10.0
 
-from galforge.environment.model_settings import (  # noqa: E402 - torch-free settings
+from galforge.environment.settings import (  # noqa: E402 - torch-free settings
     ACTIVATIONS,
     NORMS,
     PRESETS,

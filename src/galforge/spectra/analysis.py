@@ -48,6 +48,7 @@ import numpy as np
 import pandas as pd
 
 from galforge.stats import mutual_info_binned, normalised_mi, spearman
+from galforge.spectra.settings import AnalysisSettings
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -79,84 +80,6 @@ __all__ = [
 
 
 # -- settings ----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class AnalysisSettings:
-    """The ``spectra.analysis`` section.
-
-    Parameters
-    ----------
-    n_bins : int
-        Bins per axis of the latent-plane maps of Fig. 1.
-    min_count : int
-        Fewest spectra in a bin for its mean to be shown (NaN otherwise).
-    n_steps : int
-        Spectra along each sweep of Figs 3 and 5.
-    sweep_quantiles : (float, float)
-        The sweeps run between these quantiles of D_i (Fig. 3) or of the condition (Fig. 5).
-    n_shuffles : int
-        Permutations in the MI normalisation.
-    shap_background : int
-        Background spectra of ``DeepExplainer`` (a seeded random sample).
-    shap_explain : int
-        Spectra explained for the mean |SHAP| curve.
-    shap_examples : int
-        Galaxies shown individually in Fig. 6 (chosen along D1; :func:`choose_examples`).
-    shap_min_coverage : float
-        The mean |SHAP| of a pixel is averaged over the explained spectra that observe it;
-        a pixel observed by fewer than this fraction of them is left out (NaN).
-    batch_size : int
-        Spectra per batch when encoding / decoding.
-    """
-
-    n_bins: int = 20
-    min_count: int = 5
-    n_steps: int = 7
-    sweep_quantiles: tuple[float, float] = (0.05, 0.95)
-    n_shuffles: int = 50
-    shap_background: int = 64
-    shap_explain: int = 100
-    shap_examples: int = 3
-    shap_min_coverage: float = 0.5
-    batch_size: int = 512
-
-    def __post_init__(self) -> None:
-        for name, lo in (("n_bins", 2), ("min_count", 1), ("n_steps", 2), ("n_shuffles", 1),
-                         ("shap_background", 2), ("shap_explain", 1), ("shap_examples", 1),
-                         ("batch_size", 1)):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-                raise ValueError(f"setting {name!r} must be an integer >= {lo}, got {v!r}")
-        cov = self.shap_min_coverage
-        if isinstance(cov, bool) or not isinstance(cov, (int, float)) or not 0.0 <= cov <= 1.0:
-            raise ValueError(f"setting 'shap_min_coverage' must lie in [0, 1], got {cov!r}")
-        object.__setattr__(self, "shap_min_coverage", float(cov))
-        q = tuple(float(v) for v in self.sweep_quantiles)
-        if len(q) != 2 or not 0.0 <= q[0] < q[1] <= 1.0:
-            raise ValueError(
-                f"setting 'sweep_quantiles' must be two increasing numbers in [0, 1], "
-                f"got {self.sweep_quantiles!r}"
-            )
-        object.__setattr__(self, "sweep_quantiles", q)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | None = None) -> AnalysisSettings:
-        """Settings from a config mapping; unknown keys are rejected by name."""
-        d = dict(d or {})
-        known = {f.name for f in fields(cls)}
-        for key in sorted(d):
-            if key not in known:
-                raise ValueError(
-                    f"unknown key {key!r} in the spectra analysis settings "
-                    f"(known: {', '.join(sorted(known))})"
-                )
-        return cls(**d)
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
-        out["sweep_quantiles"] = list(self.sweep_quantiles)
-        return out
-
-
 # -- PCA of the latents ------------------------------------------------------------------------
 def component_names(k: int) -> list[str]:
     """``["D1", ..., "Dk"]``."""
@@ -368,7 +291,7 @@ def cvae_condition_sweep(
     ``z`` (latent_dim,) defaults to 0 (the prior mean); the other conditions default
     to the training mean (the model's ``cond_mean``). Values are physical units.
     """
-    from galforge.spectra.model_settings import CONDITION_COLUMNS
+    from galforge.spectra.model_ids import CONDITION_COLUMNS
 
     if not model.n_cond:
         raise ValueError("cvae_condition_sweep needs a CVAE")

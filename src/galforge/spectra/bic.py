@@ -57,7 +57,7 @@ import numpy as np
 import pandas as pd
 
 from galforge.io import InputError, atomic_path
-from galforge.spectra.model_settings import CONDITION_SHORT
+from galforge.spectra.model_ids import CONDITION_SHORT
 
 log = logging.getLogger("galforge.spectra")
 
@@ -160,7 +160,7 @@ def evaluate_model(
     elbo = gauss - float(kl_tot.sum())
     k = int(model.latent_dim + model.n_cond)
     kind = "cvae" if model.n_cond else "vae"
-    from galforge.spectra.model_settings import model_id
+    from galforge.spectra.model_ids import model_id
 
     kl_per = kl.mean(axis=0)
     out = {

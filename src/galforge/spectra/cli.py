@@ -92,7 +92,7 @@ def _preprocess(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
 
 def _train(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     from galforge.spectra.bic import evaluate_model, write_evaluation
-    from galforge.spectra.model_settings import SpectraModelSettings
+    from galforge.spectra.settings import SpectraModelSettings
     from galforge.spectra.training import train_spectra_model
 
     spec = cfg["spectra"]

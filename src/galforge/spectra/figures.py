@@ -102,7 +102,7 @@ PROPERTY_LABELS: dict[str, tuple[str, str]] = {
     "ew_halpha": (r"EW(H$\alpha$)", "Å"),
 }
 
-#: Short condition names of the model grid (:data:`galforge.spectra.model_settings.CONDITION_SHORT`).
+#: Short condition names of the model grid (:data:`galforge.spectra.model_ids.CONDITION_SHORT`).
 _SHORT_TO_COLUMN: dict[str, str] = {
     "mstar": "log_mstar", "sfr": "log_sfr", "ssfr": "log_ssfr", "z": "oh_p50",
 }

@@ -64,7 +64,7 @@ Speed (measured, 1 CPU thread, torch 2.13)
 ------------------------------------------
 Demo preset (≈ 0.55 M parameters), 3,400 training + 600 validation spectra ×
 4000 px, batch 64, 20 epochs (the ``demo`` entry of
-:data:`~galforge.spectra.model_settings.TRAIN_PRESETS` then; it now trains 12): 38 s for the whole
+:data:`galforge.spectra.presets.PRESETS` (``train``) then; it now trains 12): 38 s for the whole
 ``train_spectra_model`` call (reading the file, PCA start, training, writing),
 ≈ 1.7 s per epoch, on an otherwise idle core; the earlier strides 4, 4, 4 took
 50 s for the same fit, channels 4, 8, 16 took 27 s but fitted worse (mean
@@ -100,17 +100,15 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from galforge.spectra.model_settings import (  # re-exported: one import for the model side
-    ACTIVATIONS,
+from galforge.spectra.model_ids import (  # re-exported: one import for the model side
     CONDITION_SHORT,
     KINDS,
     NPIX,
-    PRESETS,
-    SpectraModelSettings,
     canonical_conditions,
     model_id,
     parse_model_id,
 )
+from galforge.spectra.settings import ACTIVATIONS, SpectraModelSettings
 from galforge.train.checkpoint import record_init_kwargs
 from galforge.train.layers import activation
 
@@ -159,7 +157,7 @@ class SpectraVAE(nn.Module):
     """Convolutional VAE (``conditions == []``) or CVAE for 1-D spectra.
 
     The constructor arguments are the fields of
-    :class:`~galforge.spectra.model_settings.SpectraModelSettings` other than
+    :class:`~galforge.spectra.settings.SpectraModelSettings` other than
     ``kind`` and ``beta`` (plain JSON values, recorded in ``init_kwargs`` so a
     checkpoint rebuilds the model). The per-pixel and condition scalings are
     buffers: call :meth:`set_scaling` before training.

@@ -88,6 +88,11 @@ from galforge.spectra.resample import (
     resample_shifted_loglam,
     uniform_loglam_grid,
 )
+from galforge.spectra.settings import (
+    DEFAULT_BAD_MASK_BITS,
+    DEFAULT_SKY_LINES,
+    PreprocessSettings,
+)
 
 __all__ = [
     "DEFAULT_BAD_MASK_BITS",
@@ -105,21 +110,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("galforge.spectra")
-
-#: ``and_mask`` bits treated as bad pixels (see the module docstring).
-DEFAULT_BAD_MASK_BITS: tuple[str, ...] = (
-    "FULLREJECT", "NOSKY", "BRIGHTSKY", "NODATA", "COMBINEREJ", "BADFLUXFACTOR", "BADSKYCHI",
-    "REDMONSTER",
-)
-
-#: Sky lines masked in the observed frame: (vacuum wavelength Å, half-width Å).
-DEFAULT_SKY_LINES: tuple[tuple[float, float], ...] = (
-    (5578.89, 5.0),  # [O I] 5577.34 air
-    (5891.58, 4.0),  # Na D2 5889.95 air
-    (5897.56, 4.0),  # Na D1 5895.92 air
-    (6302.05, 4.0),  # [O I] 6300.30 air
-    (6365.54, 4.0),  # [O I] 6363.78 air
-)
 
 _ID_COLUMNS = ("key", "plate", "mjd", "fiber")
 
@@ -147,160 +137,6 @@ def _int(name: str, value: Any, lo: int, hi: int) -> int:
     if not lo <= v <= hi:
         raise InputError(f"setting {name!r} must be in [{lo}, {hi}], got {v}")
     return v
-
-
-@dataclass(frozen=True)
-class PreprocessSettings:
-    """Settings of the spectra preprocessing (see the module docstring for the choices).
-
-    Parameters
-    ----------
-    n_pix, wave_min, wave_max
-        Output grid: ``n_pix`` rest-frame pixel centres
-        ``logspace(log10 wave_min, log10 wave_max, n_pix)``, vacuum Å.
-    norm_window
-        Rest-frame window (Å) whose median good flux normalises each spectrum.
-    min_norm_pixels
-        Fewest good output pixels in that window (else the spectrum is rejected).
-    bad_mask_bits
-        ``spPixMask`` bit names (:data:`PIXMASK_BITS`) that make a pixel bad.
-    sky_lines
-        ``(vacuum wavelength, half-width)`` pairs, Å, masked in the observed frame.
-    min_good_fraction
-        Fewest unmasked output pixels, as a fraction of ``n_pix``.
-    batch
-        Spectra per resampling batch (memory ~ 50 kB · batch).
-    infill_components, infill_iter, infill_tol, infill_weighted
-        :class:`~galforge.spectra.infill.IterativePCAInfill` parameters.
-    infill_fit_max
-        The eigenspectra are fitted on at most this many spectra (a seeded random
-        subset); all spectra are then infilled with them.
-    infill_chunk
-        Spectra per infill/write chunk of :func:`merge_and_infill`.
-    seed
-        Seed of the infill subset and of the randomized SVD.
-    compression
-        HDF5 filter of the 2-D datasets: ``"gzip"``, ``"lzf"`` or None.
-    """
-
-    n_pix: int = 4000
-    wave_min: float = 3400.0
-    wave_max: float = 8400.0
-    norm_window: tuple[float, float] = (5300.0, 5850.0)
-    min_norm_pixels: int = 100
-    bad_mask_bits: tuple[str, ...] = DEFAULT_BAD_MASK_BITS
-    sky_lines: tuple[tuple[float, float], ...] = DEFAULT_SKY_LINES
-    min_good_fraction: float = 0.7
-    batch: int = 256
-    infill_components: int = 10
-    infill_iter: int = 30
-    infill_tol: float = 1e-4
-    infill_weighted: bool = False
-    infill_fit_max: int = 2000
-    infill_chunk: int = 2048
-    seed: int = 0
-    compression: str | None = "lzf"
-
-    def __post_init__(self) -> None:
-        set_ = object.__setattr__
-        set_(self, "n_pix", _int("n_pix", self.n_pix, 16, 1 << 16))
-        set_(self, "wave_min", _num("wave_min", self.wave_min, positive=True))
-        set_(self, "wave_max", _num("wave_max", self.wave_max, positive=True))
-        if self.wave_max <= self.wave_min:
-            raise InputError(f"setting 'wave_max' ({self.wave_max}) must exceed 'wave_min' "
-                             f"({self.wave_min})")
-        nw = tuple(self.norm_window) if isinstance(self.norm_window, (list, tuple)) else ()
-        if len(nw) != 2:
-            raise InputError(f"setting 'norm_window' must be [lo, hi] in Å, got "
-                             f"{self.norm_window!r}")
-        lo, hi = (_num("norm_window", v, positive=True) for v in nw)
-        if not (self.wave_min <= lo < hi <= self.wave_max):
-            raise InputError(f"setting 'norm_window' {nw} must be increasing and inside "
-                             f"[wave_min, wave_max]")
-        set_(self, "norm_window", (lo, hi))
-        set_(self, "min_norm_pixels", _int("min_norm_pixels", self.min_norm_pixels, 1,
-                                           self.n_pix))
-        bits = self.bad_mask_bits
-        if isinstance(bits, str) or not isinstance(bits, (list, tuple)):
-            raise InputError(f"setting 'bad_mask_bits' must be a list of spPixMask names, got "
-                             f"{bits!r}")
-        for b in bits:
-            if b not in PIXMASK_BITS:
-                raise InputError(f"setting 'bad_mask_bits': unknown spPixMask bit {b!r} "
-                                 f"(known: {', '.join(PIXMASK_BITS)})")
-        set_(self, "bad_mask_bits", tuple(bits))
-        lines = self.sky_lines
-        if not isinstance(lines, (list, tuple)):
-            raise InputError(f"setting 'sky_lines' must be a list of [wavelength, half_width], "
-                             f"got {lines!r}")
-        out = []
-        for item in lines:
-            if not isinstance(item, (list, tuple)) or len(item) != 2:
-                raise InputError(f"setting 'sky_lines': each entry must be [wavelength, "
-                                 f"half_width] in Å, got {item!r}")
-            out.append((_num("sky_lines", item[0], positive=True),
-                        _num("sky_lines", item[1], positive=True)))
-        set_(self, "sky_lines", tuple(out))
-        set_(self, "min_good_fraction", _num("min_good_fraction", self.min_good_fraction,
-                                             lo=0.0, hi=1.0))
-        set_(self, "batch", _int("batch", self.batch, 1, 1 << 16))
-        set_(self, "infill_components", _int("infill_components", self.infill_components, 1,
-                                             256))
-        set_(self, "infill_iter", _int("infill_iter", self.infill_iter, 1, 10_000))
-        set_(self, "infill_tol", _num("infill_tol", self.infill_tol, positive=True))
-        if not isinstance(self.infill_weighted, bool):
-            raise InputError(f"setting 'infill_weighted' must be true or false, got "
-                             f"{self.infill_weighted!r}")
-        set_(self, "infill_fit_max", _int("infill_fit_max", self.infill_fit_max,
-                                          self.infill_components + 1, 1 << 24))
-        set_(self, "infill_chunk", _int("infill_chunk", self.infill_chunk, 1, 1 << 20))
-        set_(self, "seed", _int("seed", self.seed, 0, 2**32 - 1))
-        if self.compression not in (None, "gzip", "lzf"):
-            raise InputError(f"setting 'compression' must be 'gzip', 'lzf' or None, got "
-                             f"{self.compression!r}")
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | None) -> PreprocessSettings:
-        """Build from a config mapping; unknown keys raise :class:`InputError` naming the key."""
-        d = dict(d or {})
-        known = {f.name for f in fields(cls)}
-        for key in d:
-            if key not in known:
-                raise InputError(f"unknown {cls.__name__} key {key!r} (known: "
-                                 f"{', '.join(sorted(known))})")
-        return cls(**d)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready mapping (tuples as lists); ``from_dict(to_dict())`` round-trips."""
-        out: dict[str, Any] = {}
-        for f in fields(self):
-            v = getattr(self, f.name)
-            if f.name == "sky_lines":
-                v = [list(p) for p in v]
-            elif isinstance(v, tuple):
-                v = list(v)
-            out[f.name] = v
-        return out
-
-    @property
-    def wave(self) -> np.ndarray:
-        """Rest-frame pixel centres of the output grid, Å (vacuum)."""
-        return np.logspace(math.log10(self.wave_min), math.log10(self.wave_max), self.n_pix)
-
-    @property
-    def bad_bits_value(self) -> int:
-        """The OR of the bad ``and_mask`` bits."""
-        v = 0
-        for b in self.bad_mask_bits:
-            v |= 1 << PIXMASK_BITS[b]
-        return v
-
-    def resampling_dict(self) -> dict[str, Any]:
-        """The settings that shape a shard's content (shards must agree on them to merge)."""
-        keep = ("n_pix", "wave_min", "wave_max", "norm_window", "min_norm_pixels",
-                "bad_mask_bits", "sky_lines", "min_good_fraction")
-        d = self.to_dict()
-        return {k: d[k] for k in keep}
 
 
 # --------------------------------------------------------------------------- one batch

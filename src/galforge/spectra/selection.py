@@ -43,6 +43,7 @@ from tqdm import tqdm
 from galforge.archives.gswlc import read_gswlc
 from galforge.io import InputError
 from galforge.spectra.readers import SpectrumData, read_spectrum, spectrum_key
+from galforge.spectra.settings import SelectionSettings
 
 __all__ = [
     "PROPERTY_COLUMNS",
@@ -66,57 +67,6 @@ REJECT_CODES: tuple[str, ...] = (
     "unreadable", "duplicate", "not_galaxy", "z_range", "z_warning", "no_gswlc",
     "missing_property",
 )
-
-
-@dataclass(frozen=True)
-class SelectionSettings:
-    """Settings of :func:`select_spectra` (the ``spectra.selection`` config section).
-
-    Parameters
-    ----------
-    zmin, zmax : float
-        Keep ``zmin < z < zmax`` (strict on both sides); the paper's sample is z < 0.1.
-    require_metallicity : bool
-        Reject galaxies without a finite MPA-JHU 12 + log(O/H) (default: keep
-        them, with ``oh_p50`` NaN).
-    """
-
-    zmin: float = 0.0
-    zmax: float = 0.1
-    require_metallicity: bool = False
-
-    def __post_init__(self) -> None:
-        for name in ("zmin", "zmax"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer,
-                                                                 np.floating)):
-                raise InputError(f"setting {name!r} must be a number, got {value!r}")
-            if not math.isfinite(float(value)) or float(value) < 0:
-                raise InputError(f"setting {name!r} must be finite and >= 0, got {value!r}")
-            object.__setattr__(self, name, float(value))
-        if self.zmin >= self.zmax:
-            raise InputError(f"settings need zmin < zmax, got {self.zmin} and {self.zmax}")
-        if not isinstance(self.require_metallicity, bool):
-            raise InputError(
-                f"setting 'require_metallicity' must be true or false, got "
-                f"{self.require_metallicity!r}"
-            )
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | None) -> SelectionSettings:
-        """Build from a config mapping; an unknown key raises InputError (a ValueError) naming it."""
-        d = dict(d or {})
-        known = {f.name for f in fields(cls)}
-        for key in d:
-            if key not in known:
-                raise InputError(
-                    f"unknown SelectionSettings key {key!r} (known: {', '.join(sorted(known))})"
-                )
-        return cls(**d)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The settings as a plain dict (inverse of :meth:`from_dict`)."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 def _columns(table: Any, what: str) -> dict[str, np.ndarray]:

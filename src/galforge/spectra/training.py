@@ -35,7 +35,7 @@ import h5py
 import numpy as np
 
 from galforge.io import InputError, atomic_path
-from galforge.spectra.model_settings import SpectraModelSettings
+from galforge.spectra.settings import SpectraModelSettings
 
 log = logging.getLogger("galforge.spectra")
 

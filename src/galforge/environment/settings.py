@@ -1,0 +1,328 @@
+"""Every setting of the environment study (the ``environment:`` section of ``config.yaml``).
+
+One class per section, each on :class:`galforge.settings.Settings` (unknown keys
+rejected, every value range-checked when the configuration is checked, before
+any job starts), and :class:`EnvironmentSettings`, the whole study section, whose
+:meth:`~EnvironmentSettings.check` ties sections together (the model's map size
+is the maps' ``npix``; the maps must fit the model's downsampling).
+
+The dataclass defaults are the paper's settings and the only place a default
+lives; :mod:`galforge.environment.presets` holds the overrides of the tiny /
+demo / paper scales. The JSON schema of the section is derived from these
+classes (:meth:`~galforge.settings.Settings.json_schema`).
+
+This module imports only the standard library and :mod:`galforge.settings`, so
+the configuration checker and every workflow job read it cheaply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from galforge.mock.settings import MockEnvironmentSettings
+from galforge.settings import (
+    Settings,
+    choice,
+    flag,
+    integer,
+    number,
+    numbers,
+    section,
+    text,
+    value,
+)
+from galforge.train.settings import TrainSettings
+from galforge.train.split import SplitSettings
+
+if TYPE_CHECKING:  # pragma: no cover
+    from galforge.environment.model import PoissonVAE
+
+__all__ = [
+    "ACTIVATIONS",
+    "NORMS",
+    "CATALOG_COLUMNS",
+    "ArchiveSettings",
+    "CatalogSettings",
+    "EnvParamsSettings",
+    "EnvironmentModelSettings",
+    "EnvironmentSettings",
+    "FootprintSettings",
+    "MapSettings",
+    "StatsSettings",
+]
+
+#: Activation functions the model offers (each layer gets its own module instance).
+ACTIVATIONS = ("leaky_relu", "silu", "relu", "elu", "gelu")
+#: Normalisation layers the model offers.
+NORMS = ("batch", "none")
+#: HEALPix resolution of the catalogue-derived footprint (pixels of ~0.92 deg).
+DEFAULT_NSIDE = 64
+
+#: Canonical catalog columns a user table may map (``catalog.columns``), with the
+#: column name used when unset (None: absent unless a column of that name exists).
+CATALOG_COLUMNS: dict[str, str | None] = {
+    "id": None, "ra": "ra", "dec": "dec", "z": "z", "Mr": None, "g_r": None,
+    "log_mstar": None, "log_sfr": None, "log_ssfr": None,
+}
+_REQUIRED_COLUMNS = ("ra", "dec", "z")
+
+
+def _check_columns(v: Any) -> dict[str, str | None]:
+    if not isinstance(v, Mapping):
+        raise ValueError(f"must be a mapping of canonical name to your column name, got {v!r}")
+    unknown = sorted(set(v) - set(CATALOG_COLUMNS))
+    if unknown:
+        raise ValueError(f"unknown column {unknown[0]!r}; known: {', '.join(CATALOG_COLUMNS)}")
+    out = dict(CATALOG_COLUMNS)
+    for k, name in v.items():
+        if name is None and k in _REQUIRED_COLUMNS:
+            raise ValueError(f"{k} is required and cannot be null")
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ValueError(f"{k} must be a column name, got {name!r}")
+        out[k] = name
+    return out
+
+
+_COLUMNS_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        k: ({"type": "string"} if k in _REQUIRED_COLUMNS else {"type": ["string", "null"]})
+        for k in CATALOG_COLUMNS
+    },
+}
+
+
+@dataclass(frozen=True)
+class CatalogSettings(Settings):
+    """Which galaxies, and the volume-limit cuts."""
+
+    path: str | None = text(
+        None, "Bring your own catalog (FITS, CSV or Parquet); replaces the mock or archive "
+        "catalog; `columns` maps its column names.", optional=True)
+    format: str = choice("auto", ("auto", "fits", "csv", "parquet"),
+                         "File format of `path` (auto = from the suffix).")
+    columns: dict[str, str | None] = value(
+        {}, _check_columns, _COLUMNS_SCHEMA,
+        "Column names in your catalog: ra, dec (degrees) and z (redshift) are required, "
+        "id, Mr (M_r - 5 log10 h, k-corrected), g_r, log_mstar, log_sfr, log_ssfr optional "
+        "(unset = the canonical name if present).")
+    zmin: float = number(0.02, "Lower redshift of the volume-limited sample.", lo=0.0)
+    zmax: float = number(0.07, "Upper redshift of the volume-limited sample.", lo=0.0, hi=1.0,
+                         lo_open=True)
+    mr_max: float | None = number(
+        -18.95, "Volume limit M_r - 5 log10 h < mr_max (null = no magnitude cut).",
+        lo=-30.0, hi=0.0, optional=True)
+
+    def check(self) -> None:
+        if self.zmin >= self.zmax:
+            raise ValueError(f"zmin ({self.zmin}) must be below zmax ({self.zmax})")
+
+
+@dataclass(frozen=True)
+class ArchiveSettings(Settings):
+    """SDSS archive query settings (source = archive)."""
+
+    data_release: int = choice(7, (7,), "SDSS data release of the CAS SQL query.")
+    timeout: float = number(600.0, "Seconds allowed for each SQL query.", lo=0.0, lo_open=True)
+
+
+@dataclass(frozen=True)
+class MapSettings(Settings):
+    """Neighbour-count maps around each target.
+
+    ``compression``: HDF5 filter of the ``maps`` dataset. Measured on 67k paper-like
+    maps (549 MB raw, 2 cores): gzip-1 ≈ +1.7-2.3 s to write, 13 MB; gzip-4 ≈ +3-4 s,
+    9 MB; lzf ≈ +1.6-2.2 s, 20 MB (and h5py-only); none: 549 MB.
+    """
+
+    size_mpc: float = number(10.0, "Side L of the comoving square [h^-1 Mpc].", lo=0.0,
+                             lo_open=True)
+    npix: int = integer(64, "Pixels per side.", lo=1, hi=4096)
+    dv_kms: float = number(1000.0, "Half width of the rest-frame velocity window [km/s].",
+                           lo=0.0, lo_open=True)
+    chunk: int = integer(2048, "Targets per processing chunk (memory ~ chunk * npix^2).",
+                         lo=1, hi=1 << 20)
+    compression: str | None = choice("gzip", ("gzip", "lzf"),
+                                     "HDF5 filter of the maps (null = none).", optional=True)
+    compression_level: int = integer(1, "gzip level (ignored otherwise).", lo=0, hi=9)
+    h5_chunk_maps: int = integer(256, "Maps per HDF5 chunk.", lo=1, hi=1 << 16)
+
+    def check(self) -> None:
+        if self.npix * self.npix * self.h5_chunk_maps * 2 > (1 << 32) - 1:
+            raise ValueError("h5_chunk_maps too large for one HDF5 chunk (< 4 GiB)")
+
+    @property
+    def pixel_mpc(self) -> float:
+        """Pixel side, h⁻¹Mpc."""
+        return self.size_mpc / self.npix
+
+    @property
+    def half_diagonal_mpc(self) -> float:
+        """Largest projected radius inside the square, ``L/√2``."""
+        return self.size_mpc / 2.0**0.5
+
+
+def _power_of_two(v: Any) -> int:
+    n = integer(1, lo=1, hi=1 << 29).metadata["check"](v)
+    if n & (n - 1):
+        raise ValueError(f"= {n} must be a power of two")
+    return n
+
+
+@dataclass(frozen=True)
+class FootprintSettings(Settings):
+    """Survey footprint for the edge cut (HEALPix occupancy of the catalog unless `mask`
+    names a HEALPix mask FITS file)."""
+
+    nside: int = value(DEFAULT_NSIDE, _power_of_two, {"type": "integer", "minimum": 1},
+                       "HEALPix resolution of the catalogue-derived footprint (a power of 2).")
+    min_count: int = integer(1, "Galaxies a pixel needs to be inside.", lo=1)
+    fill_holes: bool = flag(True, "Fill under-filled pixels whose 8 neighbours are inside.")
+    mask: str | None = text(
+        None, "HEALPix mask FITS file used instead of the catalogue occupancy (nside, "
+        "min_count and fill_holes are then ignored).", optional=True)
+
+
+def aperture_column(radius: float) -> str:
+    """Column name of the count within ``radius``: 1.0 → ``n_r1``, 0.5 → ``n_r0.5``."""
+    return f"n_r{radius:g}"
+
+
+@dataclass(frozen=True)
+class EnvParamsSettings(Settings):
+    """Classic environment parameters (Sigma_N, nearest-neighbour distance, aperture counts)."""
+
+    n_neighbours: tuple[int, ...] = numbers(
+        (5,), "The N of Sigma_N (each gives d_N, sigma_N, log_sigma_N).", integer=True, lo=1,
+        hi=10_000, min_length=1)
+    radii_mpc: tuple[float, ...] = numbers(
+        (1.0, 2.0, 5.0), "Aperture radii of the counts n_r<R> [h^-1 Mpc], each <= r_max_mpc.",
+        lo=0.0, lo_open=True)
+    r_max_mpc: float = number(10.0, "Largest projected search radius [h^-1 Mpc].", lo=0.0,
+                              lo_open=True)
+    chunk: int = integer(2048, "Targets per processing chunk.", lo=1, hi=1 << 20)
+
+    def check(self) -> None:
+        for r in self.radii_mpc:
+            if r > self.r_max_mpc:
+                raise ValueError(f"radii_mpc value {r} exceeds r_max_mpc ({self.r_max_mpc})")
+        names = [aperture_column(r) for r in self.radii_mpc]
+        if len(set(names)) != len(names) or len(set(self.n_neighbours)) != len(
+                self.n_neighbours):
+            raise ValueError("radii_mpc and n_neighbours must not repeat values")
+
+
+@dataclass(frozen=True)
+class EnvironmentModelSettings(Settings):
+    """The Poisson VAE (training hyper-parameters live in `train`).
+
+    ``beta`` weights the KL term; with ``kl_warmup_epochs > 0`` the weight rises
+    linearly over the first epochs (:meth:`beta_at`). The other fields are the
+    :class:`~galforge.environment.model.PoissonVAE` constructor arguments
+    (:meth:`model_kwargs`).
+    """
+
+    latent_dim: int = integer(128, "Latent dimensions (the paper's 128).", lo=1, hi=4096)
+    channels: tuple[int, ...] = numbers(
+        (32, 64, 128, 256), "Encoder convolution widths, one stride-2 block each.",
+        integer=True, lo=1, hi=4096, min_length=1)
+    hidden: int = integer(512, "Width of the dense layer between convolutions and latents.",
+                          lo=1, hi=1 << 16)
+    npix: int | None = integer(
+        None, "Map side in pixels (null = environment.maps.npix; must equal it).", lo=1,
+        hi=4096, optional=True)
+    activation: str = choice("leaky_relu", ACTIVATIONS, "Activation of every block.")
+    norm: str = choice("batch", NORMS, "Normalisation of the convolution blocks.")
+    dropout: float = number(0.0, "Dropout probability of every block.", lo=0.0, hi=1.0,
+                            hi_open=True)
+    init_rate: float = number(0.01, "Initial decoder output, counts per pixel.", lo=0.0,
+                              lo_open=True)
+    beta: float = number(1.0, "Weight of the KL term.", lo=0.0)
+    kl_warmup_epochs: int = integer(0, "Epochs of linear KL warm-up (0 = none).", lo=0)
+
+    def check(self) -> None:
+        if self.npix is not None:
+            depth = len(self.channels)
+            if self.npix % (2**depth) or self.npix < 2**depth:
+                raise ValueError(
+                    f"npix = {self.npix} must be a multiple of 2**len(channels) = {2**depth} "
+                    "(one stride-2 block per channel entry)"
+                )
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """JSON-able :class:`PoissonVAE` constructor arguments."""
+        if self.npix is None:
+            raise ValueError("npix is unset: take these settings from EnvironmentSettings")
+        return {
+            "latent_dim": int(self.latent_dim),
+            "channels": list(self.channels),
+            "hidden": int(self.hidden),
+            "npix": int(self.npix),
+            "activation": self.activation,
+            "norm": self.norm,
+            "dropout": float(self.dropout),
+            "init_rate": float(self.init_rate),
+        }
+
+    def build(self) -> PoissonVAE:
+        """The :class:`~galforge.environment.model.PoissonVAE` these settings describe."""
+        from galforge.environment.model import PoissonVAE
+
+        return PoissonVAE(**self.model_kwargs())
+
+    def beta_at(self, epoch: int) -> float:
+        """KL weight at (0-based) ``epoch``: linear warm-up to ``beta`` over ``kl_warmup_epochs``."""
+        if self.kl_warmup_epochs <= 0:
+            return float(self.beta)
+        return float(self.beta) * min(1.0, (int(epoch) + 1) / self.kl_warmup_epochs)
+
+
+@dataclass(frozen=True)
+class StatsSettings(Settings):
+    """Latent statistics: Spearman, shuffle-normalised MI and KS with bootstrap intervals."""
+
+    n_latents: int = integer(8, "Most informative latents analysed.", lo=1)
+    n_shuffles: int = integer(50, "Permutations of the MI normalisation.", lo=1)
+    n_boot: int = integer(100, "Bootstrap resamples of the intervals.", lo=1)
+    ks_quantile: float = number(0.1, "KS test between the lowest and highest quantile.",
+                                lo=0.0, hi=0.5, lo_open=True)
+    ci: float = number(0.68, "Width of the bootstrap intervals.", lo=0.0, hi=1.0, lo_open=True,
+                       hi_open=True)
+
+
+@dataclass(frozen=True)
+class EnvironmentSettings(Settings):
+    """Environment study (Gim, Moon, Yoon) - VAE on neighbour-count maps."""
+
+    #: Sections whose values another section derives from or is checked against: a rule
+    #: that receives the key section also receives these (workflow/rules/common.smk).
+    linked: ClassVar[dict[str, tuple[str, ...]]] = {"model": ("maps",)}
+
+
+    catalog: CatalogSettings = section(CatalogSettings)
+    mock: MockEnvironmentSettings = section(
+        MockEnvironmentSettings, "The mock universe (source = mock): overrides of its scale "
+        "preset.")
+    archive: ArchiveSettings = section(ArchiveSettings)
+    maps: MapSettings = section(MapSettings)
+    footprint: FootprintSettings = section(FootprintSettings)
+    envparams: EnvParamsSettings = section(EnvParamsSettings)
+    model: EnvironmentModelSettings = section(EnvironmentModelSettings)
+    train: TrainSettings = section(TrainSettings, "Training of the VAE (the seed is the run's "
+                                   "`seed`).")
+    split: SplitSettings = section(SplitSettings, "Train/validation split of the maps.",
+                                   defaults={"val_fraction": 0.1})
+    stats: StatsSettings = section(StatsSettings)
+
+    def check(self) -> None:
+        npix = self.maps.npix
+        if self.model.npix is None:
+            object.__setattr__(self, "model", self.model.replace(npix=npix))
+        elif self.model.npix != npix:
+            raise ValueError(
+                f"model.npix ({self.model.npix}) must equal maps.npix ({npix}); leave "
+                "model.npix unset to follow the maps"
+            )
