@@ -87,8 +87,8 @@ def train_environment_model(
     import torch
 
     from galforge.environment.model import EnvironmentModelSettings, poisson_vae_loss
-    from galforge.train import TrainConfig, fit, seed_everything
-    from galforge.train.config import RESUME_SAFE_FIELDS
+    from galforge.train import TrainSettings, fit, seed_everything
+    from galforge.train.settings import RESUME_SAFE_FIELDS
 
     msettings = EnvironmentModelSettings.from_dict(model_settings)
     if msettings.kl_warmup_epochs:
@@ -96,7 +96,7 @@ def train_environment_model(
             "environment.model.kl_warmup_epochs: a KL warm-up is not supported by the training "
             "loop yet; set it to 0"
         )
-    tconfig = TrainConfig.from_dict({**train_settings, "seed": seed, "progress": progress})
+    tconfig = TrainSettings.from_dict({**train_settings, "seed": seed, "progress": progress})
     maps, ids = read_maps_file(maps_path)
     train_idx, val_idx = split_indices(len(maps), val_fraction, seed)
     x = torch.from_numpy(maps.astype(np.float32)).unsqueeze(1)

@@ -313,7 +313,7 @@ PRESETS: dict[str, dict[str, Any]] = {
               "strides": [4, 2, 2, 2], "hidden": [512, 128], "dropout": 0.1},
 }
 
-#: Suggested ``spectra.train`` presets (keys of :class:`galforge.train.TrainConfig`) that
+#: Suggested ``spectra.train`` presets (keys of :class:`galforge.train.TrainSettings`) that
 #: go with :data:`PRESETS`; the integrator's configuration owns the final values.
 #: ``grad_clip`` (global gradient norm): the loss is a per-spectrum sum over 4000 pixels, so
 #: gradient norms are in the thousands; on the demo mock their median was ~4e3 with spikes

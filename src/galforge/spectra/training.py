@@ -239,7 +239,7 @@ def train_spectra_model(
         :class:`SpectraModelSettings` or its mapping (kind, latent size and conditions
         included; see :meth:`SpectraModelSettings.from_model_id`).
     train_settings
-        :class:`galforge.train.TrainConfig` keys (``seed`` and ``progress`` are set here).
+        :class:`galforge.train.TrainSettings` keys (``seed`` and ``progress`` are set here).
     seed, val_fraction
         The run seed (weights, shuffling, split) and the validation fraction.
     out_model, out_metrics
@@ -261,13 +261,13 @@ def train_spectra_model(
     import torch
 
     from galforge.spectra.model import spectra_vae_loss
-    from galforge.train import TrainConfig, fit, seed_everything
-    from galforge.train.config import RESUME_SAFE_FIELDS
+    from galforge.train import TrainSettings, fit, seed_everything
+    from galforge.train.settings import RESUME_SAFE_FIELDS
 
     t0 = time.perf_counter()
     ms = (model_settings if isinstance(model_settings, SpectraModelSettings)
           else SpectraModelSettings.from_dict(model_settings))
-    tconfig = TrainConfig.from_dict({**dict(train_settings or {}), "seed": int(seed),
+    tconfig = TrainSettings.from_dict({**dict(train_settings or {}), "seed": int(seed),
                                      "progress": bool(progress)})
     data = read_spectra_file(data_path, ms.conditions)
     assert data.flux is not None and data.weight is not None
