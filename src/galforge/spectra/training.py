@@ -387,8 +387,8 @@ def encode(
     """
     import torch
 
-    from galforge.spectra.model import eval_mode
     from galforge.train import load_for_inference
+    from galforge.train.vae import eval_mode
 
     model, _ = load_for_inference(model_path)
     data = read_spectra_file(data_path, model.conditions, rows=rows)

@@ -69,9 +69,9 @@ from galforge.train.checkpoint import (
     restore_rng,
     save_checkpoint,
 )
-from galforge.train.settings import TrainSettings
 from galforge.train.metrics import MetricsLog
 from galforge.train.seeding import deterministic_mode, seed_everything
+from galforge.train.settings import TrainSettings
 
 __all__ = [
     "CHECKPOINT_NAME",
