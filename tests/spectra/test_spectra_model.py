@@ -52,10 +52,10 @@ def test_settings_reject_unknown_keys_and_round_trip() -> None:
     with pytest.raises(ValueError, match="activation"):
         SpectraModelSettings(activation="silu")
     assert set(TRAIN_PRESETS) == set(PRESETS)
-    from galforge.train import TrainConfig
+    from galforge.train import TrainSettings
 
     for t in TRAIN_PRESETS.values():
-        TrainConfig.from_dict(t)
+        TrainSettings.from_dict(t)
 
 
 def test_model_id_round_trip_and_errors() -> None:

@@ -79,7 +79,6 @@ VAE of that size.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
@@ -121,6 +120,7 @@ from galforge.environment.settings import (  # noqa: E402 - torch-free settings
     EnvironmentModelSettings,
 )
 from galforge.train.layers import activation  # noqa: E402
+from galforge.train.vae import eval_mode, kl_to_standard_normal, reparameterize  # noqa: E402
 
 
 def _activation(name: str) -> nn.Module:
@@ -291,9 +291,7 @@ class PoissonVAE(nn.Module):
         """Latents (N, latent_dim) → Poisson rates ŷ > 0, (N, 1, npix, npix) (contiguous)."""
         return torch.exp(self.decode_log_rate(z)).contiguous()
 
-    @staticmethod
-    def reparameterize(mu: Tensor, logvar: Tensor) -> Tensor:
-        return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+    reparameterize = staticmethod(reparameterize)
 
     def forward(self, x: Tensor, sample: bool | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """Counts → (rate, μ, log σ²). z is sampled when ``sample`` (default: training mode), else z = μ."""
@@ -311,19 +309,8 @@ class PoissonVAE(nn.Module):
         z = torch.randn(
             int(n), self.latent_dim, generator=generator, device=p.device, dtype=p.dtype
         )
-        with _eval_mode(self):
+        with eval_mode(self):
             return self.decode(z)
-
-
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    """Eval mode for the block, the previous mode restored afterwards."""
-    was = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was)
 
 
 # -- loss ------------------------------------------------------------------------------
@@ -340,11 +327,6 @@ def maps_from_batch(batch: Any) -> Tensor:
             f"batch must be a tensor or a tuple whose first element is one, got {type(batch).__name__}"
         )
     return batch
-
-
-def kl_to_standard_normal(mu: Tensor, logvar: Tensor) -> Tensor:
-    """Element-wise KL(N(μ, σ²) ‖ N(0, 1)) = ½ (μ² + σ² − 1 − log σ²)."""
-    return 0.5 * (mu.square() + logvar.exp() - 1.0 - logvar)
 
 
 def poisson_vae_loss(
@@ -401,7 +383,7 @@ def latent_kl_per_dim(model: PoissonVAE, data: Any, batch_size: int = 1024) -> n
     """
     total = torch.zeros(model.latent_dim, dtype=torch.float64)
     n = 0
-    with torch.no_grad(), _eval_mode(model):
+    with torch.no_grad(), eval_mode(model):
         for x in _iter_maps(data, batch_size):
             mu, logvar = model.encode(x)
             total += kl_to_standard_normal(mu, logvar).double().sum(dim=0).cpu()
@@ -429,7 +411,7 @@ def encode_ranked(
     order = np.asarray(order.detach().cpu() if isinstance(order, Tensor) else order, dtype=np.int64)
     mus: list[np.ndarray] = []
     logvars: list[np.ndarray] = []
-    with torch.no_grad(), _eval_mode(model):
+    with torch.no_grad(), eval_mode(model):
         for x in _iter_maps(maps, batch_size):
             mu, logvar = model.encode(x)
             mus.append(mu.float().cpu().numpy()[:, order])
@@ -466,5 +448,5 @@ def traverse(model: PoissonVAE, latent_index: int, values: Any, base: Any = None
             raise ValueError(f"base must have {k} entries, got {z0.numel()}")
     z = z0.unsqueeze(0).repeat(len(vals), 1)
     z[:, int(latent_index)] = vals
-    with torch.no_grad(), _eval_mode(model):
+    with torch.no_grad(), eval_mode(model):
         return model.decode(z)[:, 0].float().cpu().numpy()

@@ -236,7 +236,7 @@ def sweep_values(values: Any, n_steps: int = 7,
 def _decode(model: SpectraVAE, z: np.ndarray, c: np.ndarray | None, batch_size: int) -> np.ndarray:
     import torch
 
-    from galforge.spectra.model import eval_mode
+    from galforge.train.vae import eval_mode
 
     out = []
     with torch.no_grad(), eval_mode(model):

@@ -6,7 +6,7 @@ whether the criterion can find anything, so we state our choice:
 
 * ``n`` is the number of **validation spectra** (held out from training; the
   same rows for every model of the grid, see
-  :func:`galforge.spectra.training.split_indices`).
+  :func:`galforge.train.split.split_indices`).
 * ``L`` is the Gaussian likelihood of the validation spectra under the decoder
   at the posterior mean (z = μ), with the file's inverse-variance weights
   times one free global factor ``1/σ²`` (profiled out), **each spectrum counted
@@ -122,9 +122,10 @@ def evaluate_model(
     """
     import torch
 
-    from galforge.spectra.model import eval_mode, kl_to_standard_normal, weighted_sq_residuals
+    from galforge.spectra.model import weighted_sq_residuals
     from galforge.spectra.training import _finite_rows, read_spectra_file, validation_rows
     from galforge.train import load_for_inference
+    from galforge.train.vae import eval_mode, kl_to_standard_normal
 
     model, meta = load_for_inference(model_path)
     norm = meta.normalization or {}

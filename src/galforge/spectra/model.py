@@ -92,8 +92,7 @@ Predictions", NeurIPS (SHAP, DeepExplainer).
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -111,6 +110,7 @@ from galforge.spectra.model_ids import (  # re-exported: one import for the mode
 from galforge.spectra.settings import ACTIVATIONS, SpectraModelSettings
 from galforge.train.checkpoint import record_init_kwargs
 from galforge.train.layers import activation
+from galforge.train.vae import kl_to_standard_normal, reparameterize
 
 __all__ = [
     "ACTIVATIONS",
@@ -123,8 +123,6 @@ __all__ = [
     "SpectraModelSettings",
     "SpectraVAE",
     "canonical_conditions",
-    "eval_mode",
-    "kl_to_standard_normal",
     "model_id",
     "parse_model_id",
     "spectra_vae_loss",
@@ -387,9 +385,7 @@ class SpectraVAE(nn.Module):
         h = out
         return self.pix_mean + self.pix_scale * h
 
-    @staticmethod
-    def reparameterize(mu: Tensor, logvar: Tensor) -> Tensor:
-        return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+    reparameterize = staticmethod(reparameterize)
 
     def forward(
         self, x: Any, c: Any = None, sample: bool | None = None
@@ -401,23 +397,7 @@ class SpectraVAE(nn.Module):
         return self.decode(z, c), mu, logvar
 
 
-@contextlib.contextmanager
-def eval_mode(model: nn.Module) -> Iterator[None]:
-    """Eval mode for the block, the previous mode restored afterwards."""
-    was = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was)
-
-
 # -- loss -------------------------------------------------------------------------------------
-def kl_to_standard_normal(mu: Tensor, logvar: Tensor) -> Tensor:
-    """Element-wise KL(N(μ, σ²) ‖ N(0, 1)) = ½ (μ² + σ² − 1 − log σ²)."""
-    return 0.5 * (mu.square() + logvar.exp() - 1.0 - logvar)
-
-
 def weighted_sq_residuals(x: Tensor, xhat: Tensor, w: Tensor) -> Tensor:
     """χ² per spectrum, ``Σ_p w (x − x̂)²``; pixels with ``w == 0`` contribute exactly 0.
 

@@ -1,9 +1,11 @@
 """Train one VAE / CVAE of the spectra study and encode spectra with it.
 
 Thin glue between the preprocessed spectra file (:mod:`galforge.spectra.preprocess`),
-:mod:`galforge.spectra.model` and the shared trainer :func:`galforge.train.fit`:
+:mod:`galforge.spectra.model` and the shared training job
+:func:`galforge.train.job.run_training_job`:
 
-* a seeded train/validation split of the file's rows (:func:`split_indices`;
+* a seeded train/validation split of the file's rows
+  (:func:`galforge.train.split.split_indices` with :data:`SPLIT_SALT`;
   the same rows for every model of the grid, so the BIC compares models on the
   same validation spectra);
 * the model's scalings from the training rows (per-pixel mean and spread of
@@ -23,9 +25,7 @@ evaluation (logged with their number); the split itself is drawn over all rows.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,8 +34,9 @@ from typing import Any
 import h5py
 import numpy as np
 
-from galforge.io import InputError, atomic_path
+from galforge.io import InputError
 from galforge.spectra.settings import SpectraModelSettings
+from galforge.train.split import split_indices
 
 log = logging.getLogger("galforge.spectra")
 
@@ -45,12 +46,13 @@ __all__ = [
     "encode",
     "keys_checksum",
     "read_spectra_file",
-    "settings_key",
-    "split_indices",
     "train_spectra_model",
     "validation_rows",
 ]
 
+#: Salt of the spectra study's train/validation split stream
+#: (:func:`galforge.train.split.split_indices`).
+SPLIT_SALT = 0x5EC7
 #: Most training spectra used for the PCA start of the linear shortcuts.
 PCA_INIT_MAX_ROWS = 5000
 #: Floor of the per-pixel scale, as a fraction of its median over the pixels (pixels inside
@@ -157,28 +159,10 @@ def read_spectra_file(
         )
 
 
-def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """A seeded random split of ``n`` rows into sorted train and validation indices."""
-    if not 0.0 < float(val_fraction) < 1.0:
-        raise ValueError(f"val_fraction must lie in (0, 1), got {val_fraction!r}")
-    if n < 2:
-        raise ValueError(f"need at least 2 rows to split, got {n}")
-    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x5EC7]))
-    perm = rng.permutation(n)
-    n_val = min(n - 1, max(1, int(round(val_fraction * n))))
-    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
-
-
 def keys_checksum(keys: np.ndarray) -> int:
     """An order-sensitive checksum of the spectrum keys (identifies the file's rows)."""
     h = hashlib.sha256(np.ascontiguousarray(np.asarray(keys, dtype=np.int64)).tobytes())
     return int.from_bytes(h.digest()[:7], "little")
-
-
-def settings_key(*parts: Any) -> str:
-    """Short hash of the settings that determine a training run (its work folder's name)."""
-    blob = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 def _finite_rows(cond: np.ndarray) -> np.ndarray:
@@ -239,7 +223,7 @@ def train_spectra_model(
         :class:`SpectraModelSettings` or its mapping (kind, latent size and conditions
         included; see :meth:`SpectraModelSettings.from_model_id`).
     train_settings
-        :class:`galforge.train.TrainConfig` keys (``seed`` and ``progress`` are set here).
+        :class:`galforge.train.settings.TrainSettings` keys (``seed`` and ``progress`` are set here).
     seed, val_fraction
         The run seed (weights, shuffling, split) and the validation fraction.
     out_model, out_metrics
@@ -261,44 +245,35 @@ def train_spectra_model(
     import torch
 
     from galforge.spectra.model import spectra_vae_loss
-    from galforge.train import TrainConfig, fit, seed_everything
-    from galforge.train.config import RESUME_SAFE_FIELDS
+    from galforge.train.job import TrainingJob, run_training_job
 
     t0 = time.perf_counter()
     ms = (model_settings if isinstance(model_settings, SpectraModelSettings)
           else SpectraModelSettings.from_dict(model_settings))
-    tconfig = TrainConfig.from_dict({**dict(train_settings or {}), "seed": int(seed),
-                                     "progress": bool(progress)})
     data = read_spectra_file(data_path, ms.conditions)
     assert data.flux is not None and data.weight is not None
     if data.flux.shape[1] != ms.npix:
         raise InputError(f"{data.path}: spectra have {data.flux.shape[1]} pixels, the model {ms.npix}")
-    train_idx, val_idx = split_indices(data.n, val_fraction, seed)
     ok = _finite_rows(data.conditions)
     n_dropped = int((~ok).sum())
     if n_dropped:
         log.warning("%s: %d of %d spectra lack finite conditions %s and are not used",
                      data.path, n_dropped, data.n, list(ms.conditions))
-    train_idx, val_idx = train_idx[ok[train_idx]], val_idx[ok[val_idx]]
-    if len(train_idx) < 2 or len(val_idx) < 1:
-        raise InputError(f"{data.path}: too few usable spectra to train ({len(train_idx)} training, "
-                         f"{len(val_idx)} validation)")
     checksum = keys_checksum(data.key)
-    resumable = {k: v for k, v in tconfig.to_dict().items() if k not in RESUME_SAFE_FIELDS}
-    key = settings_key(ms.to_dict(), resumable, float(val_fraction), data.n, checksum)
-    workdir = Path(workroot) / key
-    log.info("%s: training on %d spectra (%d validation); work folder %s", ms.model_id,
-             len(train_idx), len(val_idx), workdir)
+    pca_frac = np.zeros(0)
 
-    seed_everything(int(seed))
-    model = ms.build()
-    x_tr = data.flux[train_idx]
-    pix_mean, pix_scale = _pixel_scaling(x_tr)
-    c_tr = data.conditions[train_idx]
-    cond_mean = c_tr.mean(axis=0) if c_tr.shape[1] else None
-    cond_scale = c_tr.std(axis=0) if c_tr.shape[1] else None
-    model.set_scaling(pix_mean, pix_scale, cond_mean, cond_scale)
-    pca_frac = _pca_start(model, x_tr, int(seed)) if ms.linear_skip else np.zeros(0)
+    def build(train_idx: np.ndarray) -> torch.nn.Module:
+        nonlocal pca_frac
+        model = ms.build()
+        x_tr = data.flux[train_idx]
+        pix_mean, pix_scale = _pixel_scaling(x_tr)
+        c_tr = data.conditions[train_idx]
+        cond_mean = c_tr.mean(axis=0) if c_tr.shape[1] else None
+        cond_scale = c_tr.std(axis=0) if c_tr.shape[1] else None
+        model.set_scaling(pix_mean, pix_scale, cond_mean, cond_scale)
+        if ms.linear_skip:
+            pca_frac = _pca_start(model, x_tr, int(seed))
+        return model
 
     def tensors(idx: np.ndarray) -> tuple[torch.Tensor, ...]:
         out = [torch.from_numpy(data.flux[idx]), torch.from_numpy(data.weight[idx])]
@@ -311,23 +286,21 @@ def train_spectra_model(
 
     split = {"val_fraction": float(val_fraction), "seed": int(seed), "n_rows": data.n,
              "keys_checksum": checksum}
-    result = fit(
-        model, loss_fn, tensors(train_idx), tensors(val_idx), tconfig,
-        workdir=workdir, log_dir=workdir, run_config=run_config,
+    job = TrainingJob(
+        name=ms.model_id, noun="spectra", source=data.path, n_rows=data.n,
+        rows_checksum=checksum, model_settings=ms.to_dict(), build_model=build,
+        tensors=tensors, loss_fn=loss_fn, usable=ok,
         normalization={"split": split, "model_settings": ms.to_dict(),
                        "model_id": ms.model_id, "conditions": list(ms.conditions)},
-        model_kwargs=model.init_kwargs,
     )
-    with atomic_path(out_model) as tmp:
-        shutil.copyfile(result.checkpoint_path, tmp)
-    with atomic_path(out_metrics) as tmp:
-        shutil.copyfile(result.metrics_path, tmp)
+    done = run_training_job(
+        job, train_settings, seed=seed, val_fraction=val_fraction, salt=SPLIT_SALT,
+        out_model=out_model, out_metrics=out_metrics, workroot=workroot, progress=progress,
+        run_config=run_config,
+    )
     summary = {
-        "model_id": ms.model_id, "n_train": int(len(train_idx)), "n_val": int(len(val_idx)),
-        "n_dropped": n_dropped, "epochs": int(result.epochs_completed),
-        "stop_reason": result.stop_reason, "best_val_loss": float(result.best_val_loss),
-        "best_epoch": int(result.best_epoch), "seconds": round(time.perf_counter() - t0, 3),
-        "device": str(result.device), "resumed": bool(result.resumed),
+        "model_id": ms.model_id, **done.summary(), "n_dropped": n_dropped,
+        "seconds": round(time.perf_counter() - t0, 3),
         "pca_variance_fractions": [float(v) for v in pca_frac],
     }
     log.info("%s: training done: %s", ms.model_id, summary)
@@ -353,7 +326,7 @@ def validation_rows(meta_normalization: dict[str, Any], data_path: str | Path) -
             f"{data_path}: not the spectra the model was trained on ({data.n} rows here, "
             f"{n_rows} then, or different spectrum keys)"
         )
-    return split_indices(n_rows, vf, seed)[1]
+    return split_indices(n_rows, vf, seed, salt=SPLIT_SALT)[1]
 
 
 @dataclass(frozen=True)
@@ -387,8 +360,8 @@ def encode(
     """
     import torch
 
-    from galforge.spectra.model import eval_mode
     from galforge.train import load_for_inference
+    from galforge.train.vae import eval_mode
 
     model, _ = load_for_inference(model_path)
     data = read_spectra_file(data_path, model.conditions, rows=rows)

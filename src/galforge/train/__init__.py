@@ -2,7 +2,7 @@
 
 * :func:`~galforge.train.loop.fit` - seeded, checkpointed, resumable training
   loop with early stopping, metrics CSV and NaN guard;
-* :class:`~galforge.train.config.TrainConfig` - its frozen configuration;
+* :class:`~galforge.train.settings.TrainSettings` - its frozen configuration;
 * :func:`~galforge.train.devices.select_device` - one GPU per concurrent job
   (crash-safe ``flock`` claims), CPU fallback;
 * :func:`~galforge.train.checkpoint.load_for_inference` - rebuild a trained
@@ -19,7 +19,7 @@ import importlib
 from typing import Any
 
 _EXPORTS: dict[str, str] = {
-    "TrainConfig": "galforge.train.config",
+    "TrainSettings": "galforge.train.settings",
     "fit": "galforge.train.loop",
     "evaluate": "galforge.train.loop",
     "StepInfo": "galforge.train.loop",

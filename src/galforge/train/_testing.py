@@ -56,12 +56,12 @@ def mse_loss(model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, floa
 
 
 def tiny_config(**overrides: Any) -> Any:
-    """A :class:`~galforge.train.config.TrainConfig` for tests: 4 epochs of 6 batches."""
-    from galforge.train.config import TrainConfig
+    """A :class:`~galforge.train.settings.TrainSettings` for tests: 4 epochs of 6 batches."""
+    from galforge.train.settings import TrainSettings
 
     base = {"epochs": 4, "batch_size": 16, "lr": 1e-2, "seed": 7, "progress": False,
             "checkpoint_every": 5, "scheduler": "cosine", "lr_min": 1e-4}
-    return TrainConfig.from_dict({**base, **overrides})
+    return TrainSettings.from_dict({**base, **overrides})
 
 
 def run_tiny(

@@ -26,7 +26,7 @@ the model for inference without the training code path:
     epoch *e* is drawn from a generator seeded with :func:`epoch_seed`).
 ``normalization``, ``run_config``, ``train_config``, ``meta``
     The caller's normalisation statistics and run configuration, the
-    :class:`~galforge.train.config.TrainConfig` as a dict, and provenance
+    :class:`~galforge.train.settings.TrainSettings` as a dict, and provenance
     (torch / galforge versions, time, device).
 
 Everything is stored as plain containers, tensors and numbers (numpy arrays are
@@ -99,7 +99,7 @@ class InferenceMeta:
     run_config : dict or None
         The run configuration given to ``fit``.
     train_config : dict
-        The :class:`~galforge.train.config.TrainConfig` fields.
+        The :class:`~galforge.train.settings.TrainSettings` fields.
     class_path : str
         ``"module:QualName"`` of the model class.
     model_kwargs : dict

@@ -3,7 +3,7 @@
 :func:`fit` trains any ``torch.nn.Module`` with a user ``loss_fn(model, batch)
 -> (loss, metrics)``. What it guarantees:
 
-* **Determinism.** A fresh run seeds everything with ``TrainConfig.seed`` and
+* **Determinism.** A fresh run seeds everything with ``TrainSettings.seed`` and
   (``deterministic=True``) enables deterministic algorithms; the permutation of
   epoch *e* is drawn from a generator seeded by
   :func:`~galforge.train.checkpoint.epoch_seed` ``(seed, e)``, and every
@@ -69,9 +69,9 @@ from galforge.train.checkpoint import (
     restore_rng,
     save_checkpoint,
 )
-from galforge.train.config import TrainConfig
 from galforge.train.metrics import MetricsLog
 from galforge.train.seeding import deterministic_mode, seed_everything
+from galforge.train.settings import TrainSettings
 
 __all__ = [
     "CHECKPOINT_NAME",
@@ -199,7 +199,7 @@ def fit(
     loss_fn: LossFn,
     train_data: DataLike,
     val_data: DataLike | None,
-    config: TrainConfig,
+    config: TrainSettings,
     *,
     workdir: str | os.PathLike,
     log_dir: str | os.PathLike | None = None,
@@ -228,7 +228,7 @@ def fit(
         Tensors are wrapped in a ``TensorDataset``. ``val_data`` may be
         ``None`` (then early stopping, the plateau schedule and best-weight
         restore are unavailable).
-    config : TrainConfig
+    config : TrainSettings
     workdir : path-like
         Holds ``checkpoint.pt``. Rerunning with the same workdir resumes.
     log_dir : path-like, optional
@@ -261,8 +261,8 @@ def fit(
         When the checkpoint in ``workdir`` belongs to a different run
         (configuration, model class or training-set size).
     """
-    if not isinstance(config, TrainConfig):
-        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+    if not isinstance(config, TrainSettings):
+        raise TypeError(f"config must be a TrainSettings, got {type(config).__name__}")
     workdir = Path(workdir)
     log_dir = Path(log_dir) if log_dir is not None else workdir
     workdir.mkdir(parents=True, exist_ok=True)
@@ -380,7 +380,7 @@ def _train(
     loss_fn: LossFn,
     train_ds: Dataset,
     val_ds: Dataset | None,
-    cfg: TrainConfig,
+    cfg: TrainSettings,
     dev: torch.device,
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
@@ -451,7 +451,7 @@ def _train_step(
     scheduler: Any,
     scaler: torch.amp.GradScaler | None,
     amp_dtype: torch.dtype | None,
-    cfg: TrainConfig,
+    cfg: TrainSettings,
     state: _State,
     epoch: int,
     ckpt_path: Path,
@@ -509,7 +509,7 @@ def _end_epoch(
     model: nn.Module,
     loss_fn: LossFn,
     val_ds: Dataset | None,
-    cfg: TrainConfig,
+    cfg: TrainSettings,
     dev: torch.device,
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
@@ -560,7 +560,7 @@ def _end_epoch(
     return stop
 
 
-def _early_stopping(model: nn.Module, cfg: TrainConfig, state: _State, val_loss: float,
+def _early_stopping(model: nn.Module, cfg: TrainSettings, state: _State, val_loss: float,
                     epoch: int) -> bool:
     """Update the best loss and the patience counter; True when patience ran out."""
     if val_loss < state.best_val_loss - cfg.early_stopping_min_delta:
@@ -573,7 +573,7 @@ def _early_stopping(model: nn.Module, cfg: TrainConfig, state: _State, val_loss:
     return patience is not None and state.bad_epochs >= patience
 
 
-def _finish(model: nn.Module, cfg: TrainConfig, state: _State) -> None:
+def _finish(model: nn.Module, cfg: TrainSettings, state: _State) -> None:
     if cfg.restore_best_weights and state.best_state_dict is not None:
         model.load_state_dict(state.best_state_dict)
         log.info("restored the weights of epoch %d (val_loss %.6g)", state.best_epoch,
@@ -582,7 +582,7 @@ def _finish(model: nn.Module, cfg: TrainConfig, state: _State) -> None:
     state.stop_reason = state.stop_reason or "max_epochs"
 
 
-def _diverged(metric: str, value: float, cfg: TrainConfig, state: _State, epoch: int,
+def _diverged(metric: str, value: float, cfg: TrainSettings, state: _State, epoch: int,
               ckpt_path: Path, *, in_step: bool = True) -> None:
     step = state.step + 1 if in_step else state.step
     where = (f"epoch {epoch + 1}, step {step} (batch {state.batch_in_epoch + 1} of the epoch)"
@@ -653,7 +653,7 @@ def _saver(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
 
 
 def _check_resumable(ck: dict[str, Any], static: dict[str, Any], path: Path) -> None:
-    mismatched = TrainConfig.from_dict(static["train_config"]).resume_mismatches(ck["train_config"])
+    mismatched = TrainSettings.from_dict(static["train_config"]).resume_mismatches(ck["train_config"])
     problems = [f"{k}: checkpoint {ck['train_config'].get(k)!r}, now {static['train_config'].get(k)!r}"
                 for k in mismatched]
     if ck["model"]["class_path"] != static["spec"]["class_path"]:
@@ -718,7 +718,7 @@ def _remove_stale_parts(ckpt_path: Path) -> None:
 # --------------------------------------------------------------------------------------
 
 
-def _make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+def _make_optimizer(model: nn.Module, cfg: TrainSettings) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("the model has no trainable parameters")
@@ -726,7 +726,7 @@ def _make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def _make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, n_batches: int) -> Any:
+def _make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainSettings, n_batches: int) -> Any:
     if cfg.scheduler == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(
             optimizer, T_max=max(1, cfg.epochs * n_batches), eta_min=cfg.lr_min)
@@ -737,7 +737,7 @@ def _make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, n_batche
     return None
 
 
-def _check_validation_needs(cfg: TrainConfig, val_ds: Dataset | None) -> None:
+def _check_validation_needs(cfg: TrainSettings, val_ds: Dataset | None) -> None:
     if val_ds is not None:
         return
     needs = [name for name, on in (
@@ -757,7 +757,7 @@ def _resolve_device(device: torch.device | str | None) -> torch.device:
     return torch.device(device)
 
 
-def _amp_enabled(cfg: TrainConfig, dev: torch.device) -> bool:
+def _amp_enabled(cfg: TrainSettings, dev: torch.device) -> bool:
     if not cfg.amp:
         return False
     if dev.type != "cuda":
@@ -766,7 +766,7 @@ def _amp_enabled(cfg: TrainConfig, dev: torch.device) -> bool:
     return True
 
 
-def _maybe_compile(model: nn.Module, cfg: TrainConfig, dev: torch.device) -> nn.Module:
+def _maybe_compile(model: nn.Module, cfg: TrainSettings, dev: torch.device) -> nn.Module:
     if not cfg.compile:
         return model
     if dev.type != "cuda":
@@ -818,7 +818,7 @@ def _as_dataset(data: DataLike, name: str) -> Dataset:
                     f"got {type(data).__name__}")
 
 
-def _n_batches(n: int, cfg: TrainConfig) -> int:
+def _n_batches(n: int, cfg: TrainSettings) -> int:
     nb = n // cfg.batch_size if cfg.drop_last else -(-n // cfg.batch_size)
     if nb == 0:
         raise ValueError(f"{n} training samples make no batch of batch_size={cfg.batch_size} "

@@ -26,7 +26,7 @@ def seed_everything(seed: int) -> None:
 
     Call it before building a model so that the initial weights are
     reproducible; :func:`galforge.train.loop.fit` calls it again with
-    ``TrainConfig.seed`` at the start of a fresh run.
+    ``TrainSettings.seed`` at the start of a fresh run.
     """
     random.seed(seed)
     np.random.seed(seed % 2**32)  # noqa: NPY002 - seeds code that uses the global state
