@@ -93,6 +93,7 @@ from astropy.io import fits
 from astropy.table import Column, Table
 
 from galforge.archives.formats import SDSS_GALAXY_COLUMNS, SDSS_MISSING, SDSS_PROPERTY_COLUMNS
+from galforge.archives.retry import Backoff, call_with_retries
 from galforge.io import InputError, atomic_path
 
 __all__ = [
@@ -134,8 +135,6 @@ DR7_SQL_PATH = "/dr7/en/tools/search/x_sql.asp"
 DR7_SQL_ENDPOINT = SKYSERVER_BASE_URL + DR7_SQL_PATH
 #: Row limit of the public DR7 SQL search; a slice returning this many rows was truncated.
 DR7_ROW_LIMIT = 100_000
-#: Server-side time limit of the public DR7 SQL search, seconds.
-DR7_SERVER_TIMEOUT_S = 90
 
 # --- selection ---------------------------------------------------------------------
 
@@ -394,20 +393,13 @@ def _with_retries(
 ) -> _T:
     """Call ``fn``; on a 5xx/408/429, timeout or connection error, try again.
 
-    ``retries`` is the number of extra attempts; the pause doubles from ``backoff``.
+    ``retries`` is the number of extra attempts; the pause doubles from ``backoff``
+    (no cap, no jitter). The loop is :func:`galforge.archives.retry.call_with_retries`.
     """
-    attempt = 0
-    while True:
-        try:
-            return fn()
-        except Exception as exc:
-            if not _retryable(exc) or attempt >= retries:
-                raise
-            wait = backoff * 2**attempt
-            attempt += 1
-            log.warning("%s failed (%s); retry %d/%d in %.1f s", what, exc, attempt, retries, wait)
-            if wait > 0:
-                sleep(wait)
+    return call_with_retries(
+        fn, retries=retries, transient=_retryable, backoff=Backoff(base=backoff), what=what,
+        logger=log, sleep=sleep,
+    )
 
 
 def _no_connection(exc: BaseException) -> bool:
@@ -619,8 +611,6 @@ def fetched_range_matches(
     r_limit: float = R_PETRO_LIMIT,
 ) -> bool:
     """Whether a table written by :func:`fetch_dr7_galaxies` holds exactly this query's range."""
-    from astropy.io import fits
-
     try:
         hdr = fits.getheader(path, 1)
     except (OSError, IndexError):
