@@ -94,6 +94,7 @@ from astropy.table import Column, Table
 
 from galforge.archives.formats import SDSS_GALAXY_COLUMNS, SDSS_MISSING, SDSS_PROPERTY_COLUMNS
 from galforge.archives.retry import Backoff, call_with_retries
+from galforge.archives.sdss_spectra import spectrum_key
 from galforge.io import InputError, atomic_path
 
 __all__ = [
@@ -855,15 +856,6 @@ def write_mpajhu_oh(
     return outputs[0], outputs[1]
 
 
-def _spectrum_keys(plate: Any, mjd: Any, fiber: Any) -> np.ndarray:
-    """One int64 per (plate, mjd, fiberID); -1 where a part is out of range."""
-    p = np.asarray(plate, dtype=np.int64)
-    m = np.asarray(mjd, dtype=np.int64)
-    f = np.asarray(fiber, dtype=np.int64)
-    ok = (p >= 0) & (p < 10**7) & (m >= 0) & (m < 10**5) & (f >= 0) & (f < 10**3)
-    return np.where(ok, (p * 10**5 + m) * 10**3 + f, -1)
-
-
 def join_properties(table: Table, mpajhu: Table) -> Table:
     """Add the MPA-JHU properties to galaxies, matched on (plate, mjd, fiberID).
 
@@ -896,8 +888,8 @@ def join_properties(table: Table, mpajhu: Table) -> Table:
                 f"needed to match on plate/mjd/fiberID"
             )
     out = table.copy()
-    gal_keys = _spectrum_keys(out["plate"], out["mjd"], out["fiberID"])
-    mpa_keys = _spectrum_keys(mpajhu["plate"], mpajhu["mjd"], mpajhu["fiberID"])
+    gal_keys = spectrum_key(out["plate"], out["mjd"], out["fiberID"])
+    mpa_keys = spectrum_key(mpajhu["plate"], mpajhu["mjd"], mpajhu["fiberID"])
     valid = np.flatnonzero(mpa_keys >= 0)
     uniq, first = np.unique(mpa_keys[valid], return_index=True)
     rows = valid[first]

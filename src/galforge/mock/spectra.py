@@ -198,9 +198,9 @@ import numpy as np
 import pandas as pd
 from scipy.special import erf
 
+from galforge.archives.sdss_pixmask import PIXMASK_BITS
 from galforge.cosmology import C_KMS, Cosmology
 from galforge.io import atomic_path
-from galforge.spectra.pixmask import PIXMASK_BITS
 
 log = logging.getLogger("galforge.mock")
 
@@ -327,7 +327,7 @@ PLANTED_PARAMETERS: dict[str, dict[str, Any]] = {
 }
 
 #: SDSS spectroscopic pixel-mask bits (``SPPIXMASK``, idlutils ``sdssMaskbits.par``; bits 0-15
-#: per fibre, 16-31 per pixel): the reader's table (:data:`galforge.spectra.readers.PIXMASK_BITS`).
+#: per fibre, 16-31 per pixel): the archive's table (:data:`galforge.archives.sdss_pixmask.PIXMASK_BITS`).
 SPPIXMASK: dict[str, int] = PIXMASK_BITS
 
 

@@ -32,7 +32,7 @@ Steps (per spectrum)
    and ``mask`` stays True.
 
 Bad ``and_mask`` bits (SDSS ``spPixMask``, numbers in
-:data:`galforge.spectra.readers.PIXMASK_BITS`): FULLREJECT (18), NOSKY (22),
+:data:`galforge.archives.sdss_pixmask.PIXMASK_BITS`): FULLREJECT (18), NOSKY (22),
 BRIGHTSKY (23), NODATA (24), COMBINEREJ (25), BADFLUXFACTOR (26), BADSKYCHI (27),
 REDMONSTER (28): pixels without data, rejected in extraction or combination,
 with unknown or dominant sky, or a bad flux calibration. Not masked:
@@ -79,9 +79,9 @@ import numpy as np
 from tqdm import tqdm
 
 import galforge
+from galforge.archives.sdss_pixmask import PIXMASK_BITS
 from galforge.io import InputError, atomic_path
 from galforge.spectra.infill import IterativePCAInfill
-from galforge.spectra.pixmask import PIXMASK_BITS
 from galforge.spectra.resample import (
     SDSS_DLOGLAM,
     resample,
@@ -92,7 +92,6 @@ from galforge.spectra.resample import (
 __all__ = [
     "DEFAULT_BAD_MASK_BITS",
     "DEFAULT_SKY_LINES",
-    "PIXMASK_BITS",
     "PreparedSpectra",
     "PreprocessSettings",
     "merge_and_infill",
@@ -557,7 +556,7 @@ def _properties_frame(properties: Any) -> Any:
         missing = [c for c in ("plate", "mjd", "fiber") if c not in frame.columns]
         if missing:
             raise InputError(f"properties table lacks 'key' and {', '.join(missing)}")
-        from galforge.spectra.readers import spectrum_key
+        from galforge.archives.sdss_spectra import spectrum_key
 
         frame["key"] = spectrum_key(frame["plate"].to_numpy(), frame["mjd"].to_numpy(),
                                     frame["fiber"].to_numpy())
