@@ -10,7 +10,7 @@ Order of precedence (lowest first):
 
 The studies come from the registry (:mod:`galforge.studies`); this module names
 none. Every value of every study is checked here, before any job starts, and every
-error names the offending key (``environment.catalog.zmax = 2.0 must be ...``).
+error names the offending key (``<study>.<section>.<key> = value must be ...``).
 """
 
 from __future__ import annotations

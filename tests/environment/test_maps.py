@@ -23,6 +23,7 @@ from galforge.environment.maps import (
     write_maps,
 )
 from galforge.io import InputError
+from mock_presets import ENVIRONMENT_MOCK
 
 COSMO = Cosmology(0.3)
 REPO = Path(__file__).resolve().parents[2]
@@ -189,8 +190,8 @@ def test_mock_tiny_fast_equals_brute_force(tmp_path):
     from astropy.io import fits
 
     cat = tmp_path / "mock.fits"
-    mock.write_environment_mock(mock.settings_for_scale("tiny"), COSMO, 123, cat,
-                                tmp_path / "truth.parquet")
+    settings = mock.MockEnvironmentSettings.from_dict(ENVIRONMENT_MOCK["tiny"])
+    mock.write_environment_mock(settings, COSMO, 123, cat, tmp_path / "truth.parquet")
     with fits.open(cat) as hdul:
         data = hdul[1].data
         ra, dec, z = (np.asarray(data[c], dtype=np.float64) for c in ("ra", "dec", "z"))

@@ -20,13 +20,13 @@ from galforge.archives.formats import SDSS_GALAXY_COLUMNS, SDSS_MISSING, SDSS_PR
 from galforge.cosmology import C_KMS, Cosmology
 from galforge.mock import lognormal as ln
 from galforge.mock.environment import (
-    PRESETS,
     VOLUME_LIMIT,
     MockEnvironmentSettings,
-    settings_for_scale,
     write_environment_mock,
 )
 from galforge.photometry import absolute_mag_r
+from galforge.settings import SettingsError
+from mock_presets import ENVIRONMENT_MOCK
 
 COSMO = Cosmology(0.3)
 ZLO, ZHI, MLIM = VOLUME_LIMIT
@@ -46,7 +46,7 @@ def _write(tmp_path, name, settings, seed, config_hash=None):
 def tiny(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("tiny")
     cat, truth, summary = _write(
-        tmp, "tiny", settings_for_scale("tiny"), 42, config_hash="cafe1234"
+        tmp, "tiny", MockEnvironmentSettings.from_dict(ENVIRONMENT_MOCK["tiny"]), 42, config_hash="cafe1234"
     )
     with fits.open(cat) as hdul:
         data = hdul[1].data
@@ -96,19 +96,19 @@ def _volume_limited(t):
 
 def test_presets_build_and_defaults_are_valid():
     MockEnvironmentSettings()
-    for scale in PRESETS:
-        s = settings_for_scale(scale)
+    for preset in ENVIRONMENT_MOCK.values():
+        s = MockEnvironmentSettings.from_dict(preset)
         assert s.ra_min < s.ra_max and s.z_min < ZLO and s.z_max > ZHI
-    assert settings_for_scale("tiny", {"cell_size": 3}).cell_size == 3.0
+    tiny = MockEnvironmentSettings.from_dict({**ENVIRONMENT_MOCK["tiny"], "cell_size": 3})
+    assert tiny.cell_size == 3.0 and isinstance(tiny.cell_size, float)
 
 
 def test_unknown_key_rejected_naming_it():
-    with pytest.raises(ValueError, match="'sigma8_galaxy'"):
+    with pytest.raises(SettingsError, match="sigma8_galaxy") as err:
         MockEnvironmentSettings.from_dict({"sigma8_galaxy": 0.9})
-    with pytest.raises(ValueError, match="'bogus'"):
-        settings_for_scale("demo", {"bogus": 1})
-    with pytest.raises(ValueError, match="huge"):
-        settings_for_scale("huge")
+    assert err.value.key == "sigma8_galaxy"
+    with pytest.raises(SettingsError, match="bogus"):
+        MockEnvironmentSettings.from_dict({**ENVIRONMENT_MOCK["demo"], "bogus": 1})
 
 
 @pytest.mark.parametrize(
@@ -124,19 +124,22 @@ def test_unknown_key_rejected_naming_it():
     ],
 )
 def test_bad_values_rejected_naming_the_key(key, value):
-    with pytest.raises(ValueError, match=repr(key)):
+    with pytest.raises(SettingsError, match=key) as err:
         MockEnvironmentSettings.from_dict({key: value})
+    assert err.value.key == key
 
 
 def test_inconsistent_pairs_rejected():
-    with pytest.raises(ValueError, match="'ra_max'"):
+    with pytest.raises(SettingsError, match="ra_max"):
         MockEnvironmentSettings.from_dict({"ra_min": 200.0, "ra_max": 150.0})
-    with pytest.raises(ValueError, match="'z_max'"):
+    with pytest.raises(SettingsError, match="z_max"):
         MockEnvironmentSettings.from_dict({"z_min": 0.05, "z_max": 0.05})
 
 
 def test_grid_memory_guard(tmp_path):
-    s = settings_for_scale("tiny", {"cell_size": 0.25, "max_cells": 1e6})
+    s = MockEnvironmentSettings.from_dict(
+        {**ENVIRONMENT_MOCK["tiny"], "cell_size": 0.25, "max_cells": 1e6}
+    )
     with pytest.raises(ValueError, match="max_cells"):
         _write(tmp_path, "big", s, 0)
     assert not list(tmp_path.iterdir())  # nothing (partial) written
@@ -171,7 +174,7 @@ def test_catalog_has_exactly_the_archive_layout(tiny):
     assert np.all(np.diff(t["specObjID"]) > 0)  # sorted, as the archive client writes it
     keys = set(zip(t["plate"].tolist(), t["mjd"].tolist(), t["fiberID"].tolist(), strict=True))
     assert len(keys) == n and t["fiberID"].min() >= 1 and t["fiberID"].max() <= 640
-    s = settings_for_scale("tiny")
+    s = MockEnvironmentSettings.from_dict(ENVIRONMENT_MOCK["tiny"])
     assert np.all((t["ra"] >= s.ra_min) & (t["ra"] <= s.ra_max))
     assert np.all((t["dec"] >= s.dec_min) & (t["dec"] <= s.dec_max))
     assert np.all((t["z"] >= s.z_min) & (t["z"] <= s.z_max))
@@ -187,7 +190,7 @@ def test_catalog_has_exactly_the_archive_layout(tiny):
 
 
 def test_same_seed_identical_bytes_different_seed_differs(tiny, tmp_path):
-    s = settings_for_scale("tiny")
+    s = MockEnvironmentSettings.from_dict(ENVIRONMENT_MOCK["tiny"])
     cat, truth, _ = _write(tmp_path, "again", s, 42, config_hash="cafe1234")
     assert cat.read_bytes() == tiny["cat"].read_bytes()
     assert truth.read_bytes() == tiny["truth_path"].read_bytes()

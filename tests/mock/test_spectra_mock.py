@@ -23,12 +23,13 @@ from scipy.stats import spearmanr
 from conftest import shared_data_path
 from galforge.archives.gswlc import read_gswlc
 from galforge.archives.sdss import read_mpajhu
+from galforge.archives.sdss_spectra import spectrum_key
+from galforge.mock.settings import PLANTED_PARAMETER_NAMES
 from galforge.mock.spectra import (
     COADD_COLUMNS,
     LINES,
     N_GRID,
     PLANTED_PARAMETERS,
-    PRESETS,
     SDSS_DLOGLAM,
     SDSS_LOGLAM0,
     SPECOBJ_COLUMNS,
@@ -37,13 +38,13 @@ from galforge.mock.spectra import (
     calzetti_k,
     dn4000,
     generate_spectra_mock,
-    settings_for_scale,
-    spectrum_key,
     write_spectra_mock,
 )
+from galforge.settings import SettingsError
+from mock_presets import SPECTRA_MOCK
 
 SEED = 11
-TINY = settings_for_scale("tiny")
+TINY = MockSpectraSettings.from_dict(SPECTRA_MOCK["tiny"])
 GALAXY = "GALAXY"
 #: Fraction of a Gaussian line inside ±2σ (pixel integration aside).
 WINDOW = math.erf(2.0 / math.sqrt(2.0))
@@ -71,26 +72,26 @@ def written(tmp_path_factory):
 
 
 def test_settings_reject_unknown_and_out_of_range_keys() -> None:
-    with pytest.raises(ValueError, match="'n_spectrum'"):
-        MockSpectraSettings.from_dict({"n_spectrum": 10})
-    with pytest.raises(ValueError, match="'a_v_max'"):
-        MockSpectraSettings.from_dict({"a_v_max": -1.0})
-    with pytest.raises(ValueError, match="'log_u_max'"):
-        MockSpectraSettings.from_dict({"log_u_min": -3.0, "log_u_max": -3.5})
-    with pytest.raises(ValueError, match="'n_spectra'"):
-        MockSpectraSettings.from_dict({"n_spectra": 100.5})
-    with pytest.raises(ValueError, match="unknown mock scale"):
-        settings_for_scale("huge")
-    s = settings_for_scale("demo", {"a_v_max": 0.5})
+    for bad, key in [
+        ({"n_spectrum": 10}, "n_spectrum"),
+        ({"a_v_max": -1.0}, "a_v_max"),
+        ({"log_u_min": -3.0, "log_u_max": -3.5}, "log_u_max"),
+        ({"n_spectra": 100.5}, "n_spectra"),
+        ({"z_min": 0.1, "z_max": 0.1}, "z_max"),
+    ]:
+        with pytest.raises(SettingsError, match=key) as err:
+            MockSpectraSettings.from_dict(bad)
+        assert err.value.key == key
+    s = MockSpectraSettings.from_dict({**SPECTRA_MOCK["demo"], "a_v_max": 0.5})
     assert MockSpectraSettings.from_dict(s.to_dict()) == s
     assert isinstance(s.n_spectra, int) and s.a_v_max == 0.5
 
 
 def test_presets_sizes_and_number_of_planted_parameters() -> None:
-    sizes = {k: settings_for_scale(k).n_spectra for k in PRESETS}
+    sizes = {k: MockSpectraSettings.from_dict(p).n_spectra for k, p in SPECTRA_MOCK.items()}
     assert sizes == {"tiny": 200, "demo": 3000, "paper": 30000}
     assert TINY.n_params == 4
-    assert TINY.varying_parameters == tuple(PLANTED_PARAMETERS)
+    assert TINY.varying_parameters == tuple(PLANTED_PARAMETERS) == PLANTED_PARAMETER_NAMES
     fixed = TINY.replace(log_u_min=-3.2, log_u_max=-3.2)
     assert fixed.n_params == 3 and "log_u" not in fixed.varying_parameters
     names = {ln.name for ln in LINES}

@@ -11,9 +11,6 @@ import torch
 
 from galforge.spectra._testing import write_preprocessed
 from galforge.spectra.analysis import (
-from galforge.spectra.presets import PRESETS as _STUDY_PRESETS
-
-MODEL_PRESETS = {scale: p["model"] for scale, p in _STUDY_PRESETS.items()}
     AnalysisSettings,
     best_mi_per_property,
     binned_property_means,
@@ -29,6 +26,9 @@ MODEL_PRESETS = {scale: p["model"] for scale, p in _STUDY_PRESETS.items()}
     shap_values,
     sweep_values,
 )
+from galforge.spectra.presets import PRESETS as _STUDY_PRESETS
+
+MODEL_PRESETS = {scale: p["model"] for scale, p in _STUDY_PRESETS.items()}
 
 
 def test_settings_reject_unknown_keys() -> None:

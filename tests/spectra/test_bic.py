@@ -26,9 +26,6 @@ import pytest
 from galforge.io import InputError
 from galforge.spectra._testing import make_lowrank_spectra, write_preprocessed
 from galforge.spectra.bic import (
-from galforge.spectra.presets import PRESETS as _STUDY_PRESETS
-
-MODEL_PRESETS = {scale: p["model"] for scale, p in _STUDY_PRESETS.items()}
     best_model,
     bic_table,
     evaluate_model,
@@ -36,6 +33,9 @@ MODEL_PRESETS = {scale: p["model"] for scale, p in _STUDY_PRESETS.items()}
     tempered_log_likelihood,
     write_evaluation,
 )
+from galforge.spectra.presets import PRESETS as _STUDY_PRESETS
+
+MODEL_PRESETS = {scale: p["model"] for scale, p in _STUDY_PRESETS.items()}
 
 
 def test_tempered_log_likelihood() -> None:

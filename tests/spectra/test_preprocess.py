@@ -19,6 +19,7 @@ import pytest
 from astropy.io import fits
 
 from conftest import shared_data_path
+from galforge.archives.sdss_spectra import spectrum_key
 from galforge.io import InputError
 from galforge.spectra.preprocess import (
     PreprocessSettings,
@@ -30,7 +31,7 @@ from galforge.spectra.preprocess import (
     read_preprocessed,
     read_shard_rejects,
 )
-from galforge.spectra.readers import read_spectrum, spectrum_key
+from galforge.spectra.readers import read_spectrum
 
 HALPHA = 6564.61  # vacuum Å
 REAL_FILES = (

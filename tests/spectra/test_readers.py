@@ -10,13 +10,13 @@ import pytest
 from astropy.io import fits
 
 from conftest import shared_data_path
+from galforge.archives.sdss_spectra import spectrum_key
 from galforge.io import InputError
 from galforge.spectra.readers import (
     DR7_SPEC_CLASSES,
     parse_spectrum_filename,
     read_spectrum,
     spectrum_filename,
-    spectrum_key,
 )
 
 # The README table of shared/data/spectra: file -> (format, plate, mjd, fiber, class, z).

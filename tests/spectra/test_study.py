@@ -16,7 +16,7 @@ from galforge.archives.gswlc import write_gswlc
 from galforge.archives.sdss import write_mpajhu_oh
 from galforge.archives.sdss_spectra import MANIFEST_COLUMNS
 from galforge.io import InputError
-from galforge.mock.spectra import settings_for_scale, write_spectra_mock
+from galforge.mock.spectra import MockSpectraSettings, write_spectra_mock
 from galforge.spectra.preprocess import read_preprocessed
 from galforge.spectra.study import (
     REJECTS_COLUMNS,
@@ -26,6 +26,7 @@ from galforge.spectra.study import (
     preprocess_shard_files,
     truth_recovery,
 )
+from mock_presets import SPECTRA_MOCK
 
 REAL = {  # the eight real spectra and what the selection must do with each
     "spSpec-51630-0266-637.fit": None, "spSpec-51984-0296-003.fit": None,
@@ -45,7 +46,7 @@ PLACEHOLDER = [
 @pytest.fixture(scope="module")
 def tiny_mock(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("mock")
-    write_spectra_mock(settings_for_scale("tiny"), root, seed=3, progress=False)
+    write_spectra_mock(MockSpectraSettings.from_dict(SPECTRA_MOCK["tiny"]), root, seed=3, progress=False)
     return root
 
 

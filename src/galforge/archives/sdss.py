@@ -93,6 +93,8 @@ from astropy.io import fits
 from astropy.table import Column, Table
 
 from galforge.archives.formats import SDSS_GALAXY_COLUMNS, SDSS_MISSING, SDSS_PROPERTY_COLUMNS
+from galforge.archives.retry import Backoff, call_with_retries
+from galforge.archives.sdss_spectra import spectrum_key
 from galforge.io import InputError, atomic_path
 
 __all__ = [
@@ -134,8 +136,6 @@ DR7_SQL_PATH = "/dr7/en/tools/search/x_sql.asp"
 DR7_SQL_ENDPOINT = SKYSERVER_BASE_URL + DR7_SQL_PATH
 #: Row limit of the public DR7 SQL search; a slice returning this many rows was truncated.
 DR7_ROW_LIMIT = 100_000
-#: Server-side time limit of the public DR7 SQL search, seconds.
-DR7_SERVER_TIMEOUT_S = 90
 
 # --- selection ---------------------------------------------------------------------
 
@@ -394,20 +394,13 @@ def _with_retries(
 ) -> _T:
     """Call ``fn``; on a 5xx/408/429, timeout or connection error, try again.
 
-    ``retries`` is the number of extra attempts; the pause doubles from ``backoff``.
+    ``retries`` is the number of extra attempts; the pause doubles from ``backoff``
+    (no cap, no jitter). The loop is :func:`galforge.archives.retry.call_with_retries`.
     """
-    attempt = 0
-    while True:
-        try:
-            return fn()
-        except Exception as exc:
-            if not _retryable(exc) or attempt >= retries:
-                raise
-            wait = backoff * 2**attempt
-            attempt += 1
-            log.warning("%s failed (%s); retry %d/%d in %.1f s", what, exc, attempt, retries, wait)
-            if wait > 0:
-                sleep(wait)
+    return call_with_retries(
+        fn, retries=retries, transient=_retryable, backoff=Backoff(base=backoff), what=what,
+        logger=log, sleep=sleep,
+    )
 
 
 def _no_connection(exc: BaseException) -> bool:
@@ -619,8 +612,6 @@ def fetched_range_matches(
     r_limit: float = R_PETRO_LIMIT,
 ) -> bool:
     """Whether a table written by :func:`fetch_dr7_galaxies` holds exactly this query's range."""
-    from astropy.io import fits
-
     try:
         hdr = fits.getheader(path, 1)
     except (OSError, IndexError):
@@ -865,15 +856,6 @@ def write_mpajhu_oh(
     return outputs[0], outputs[1]
 
 
-def _spectrum_keys(plate: Any, mjd: Any, fiber: Any) -> np.ndarray:
-    """One int64 per (plate, mjd, fiberID); -1 where a part is out of range."""
-    p = np.asarray(plate, dtype=np.int64)
-    m = np.asarray(mjd, dtype=np.int64)
-    f = np.asarray(fiber, dtype=np.int64)
-    ok = (p >= 0) & (p < 10**7) & (m >= 0) & (m < 10**5) & (f >= 0) & (f < 10**3)
-    return np.where(ok, (p * 10**5 + m) * 10**3 + f, -1)
-
-
 def join_properties(table: Table, mpajhu: Table) -> Table:
     """Add the MPA-JHU properties to galaxies, matched on (plate, mjd, fiberID).
 
@@ -906,8 +888,8 @@ def join_properties(table: Table, mpajhu: Table) -> Table:
                 f"needed to match on plate/mjd/fiberID"
             )
     out = table.copy()
-    gal_keys = _spectrum_keys(out["plate"], out["mjd"], out["fiberID"])
-    mpa_keys = _spectrum_keys(mpajhu["plate"], mpajhu["mjd"], mpajhu["fiberID"])
+    gal_keys = spectrum_key(out["plate"], out["mjd"], out["fiberID"])
+    mpa_keys = spectrum_key(mpajhu["plate"], mpajhu["mjd"], mpajhu["fiberID"])
     valid = np.flatnonzero(mpa_keys >= 0)
     uniq, first = np.unique(mpa_keys[valid], return_index=True)
     rows = valid[first]

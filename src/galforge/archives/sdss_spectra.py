@@ -78,6 +78,7 @@ __all__ = [
     "fetch_spectra_shard",
     "read_manifest",
     "shard_of",
+    "spectrum_key",
     "spectrum_url",
 ]
 
@@ -158,11 +159,29 @@ def shard_of(plate: Any, n_shards: int) -> Any:
     return int(out) if out.ndim == 0 else out
 
 
-def _keys(plate: np.ndarray, mjd: np.ndarray, fiber: np.ndarray) -> np.ndarray:
-    # the same key as galforge.spectra.readers.spectrum_key / sdss._spectrum_keys
-    from galforge.archives.sdss import _spectrum_keys
+def spectrum_key(plate: Any, mjd: Any, fiber: Any) -> np.ndarray:
+    """One int64 per SDSS spectrum: ``(plate * 10**5 + mjd) * 10**3 + fiber``.
 
-    return _spectrum_keys(plate, mjd, fiber)
+    The one spectrum key of the code base: the MPA-JHU join of
+    :mod:`galforge.archives.sdss`, the shard manifests here, the spectra study's
+    tables and the mock's truth table all use it. -1 where a part is out of
+    range (plate >= 10**7, mjd >= 10**5, fiber >= 1000, or negative).
+
+    Parameters
+    ----------
+    plate, mjd, fiber : int or array_like
+        Spectrum identity (DR7 ``fiberID`` is the fiber).
+
+    Returns
+    -------
+    numpy.ndarray
+        int64 keys (0-d for scalars).
+    """
+    p = np.asarray(plate, dtype=np.int64)
+    m = np.asarray(mjd, dtype=np.int64)
+    f = np.asarray(fiber, dtype=np.int64)
+    ok = (p >= 0) & (p < 10**7) & (m >= 0) & (m < 10**5) & (f >= 0) & (f < 10**3)
+    return np.where(ok, (p * 10**5 + m) * 10**3 + f, -1)
 
 
 def _id_columns(table: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
@@ -300,7 +319,7 @@ def fetch_spectra_shard(
     dest_root = Path(dest_root)
     plate, mjd, fiber, checksum = _id_columns(table)
     sel = shard_of(plate, n_shards) == shard if len(plate) else np.zeros(0, bool)
-    keys = _keys(plate, mjd, fiber)
+    keys = spectrum_key(plate, mjd, fiber)
     if np.any(keys[sel] < 0):
         i = int(np.flatnonzero(sel & (keys < 0))[0])
         raise InputError(f"spectra table: row {i} has out-of-range plate/mjd/fiber "

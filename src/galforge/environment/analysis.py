@@ -15,14 +15,13 @@ galaxy properties shows up with the right sign.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from galforge.stats import correlation_table, spearman
 from galforge.environment.settings import StatsSettings
+from galforge.stats import correlation_table, spearman
 
 log = logging.getLogger("galforge.environment")
 

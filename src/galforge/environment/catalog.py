@@ -16,7 +16,6 @@ and one canonical output table (Parquet) with the columns of
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +24,9 @@ import pandas as pd
 
 from galforge.archives.formats import SDSS_GALAXY_COLUMNS, SDSS_MISSING, SDSS_PROPERTY_COLUMNS
 from galforge.cosmology import Cosmology
+from galforge.environment.settings import CatalogSettings
 from galforge.io import InputError, atomic_path
 from galforge.photometry import absolute_mag_r
-from galforge.environment.settings import CatalogSettings
 
 log = logging.getLogger("galforge.environment")
 

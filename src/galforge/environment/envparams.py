@@ -33,8 +33,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -44,12 +42,9 @@ from galforge.cosmology import Cosmology
 from galforge.environment.maps import (
     Catalog,
     MapSettings,
-    _as_float,
-    _as_int,
     iter_candidate_pairs,
     square_pixels,
 )
-from galforge.io import InputError
 from galforge.environment.settings import EnvParamsSettings, aperture_column
 
 logger = logging.getLogger("galforge.environment")

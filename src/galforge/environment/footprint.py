@@ -20,8 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +29,8 @@ import numpy as np
 
 from galforge.cosmology import C_KMS, Cosmology
 from galforge.environment.maps import MapSettings
-from galforge.io import InputError, atomic_path
 from galforge.environment.settings import DEFAULT_NSIDE, FootprintSettings
+from galforge.io import InputError, atomic_path
 
 logger = logging.getLogger("galforge.environment")
 

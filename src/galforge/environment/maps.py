@@ -72,8 +72,8 @@ from tqdm import tqdm
 
 import galforge
 from galforge.cosmology import C_KMS, Cosmology
-from galforge.io import InputError, atomic_path
 from galforge.environment.settings import MapSettings
+from galforge.io import InputError, atomic_path
 
 logger = logging.getLogger("galforge.environment")
 

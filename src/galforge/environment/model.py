@@ -95,7 +95,6 @@ __all__ = [
     "LOG_RATE_MAX",
     "LOG_RATE_MIN",
     "NORMS",
-    "PRESETS",
     "EnvironmentModelSettings",
     "PoissonVAE",
     "encode_ranked",
@@ -116,7 +115,6 @@ LOGVAR_MAX = 10.0
 from galforge.environment.settings import (  # noqa: E402 - torch-free settings
     ACTIVATIONS,
     NORMS,
-    PRESETS,
     EnvironmentModelSettings,
 )
 from galforge.train.layers import activation  # noqa: E402

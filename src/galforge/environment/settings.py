@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from galforge.mock.settings import MockEnvironmentSettings
 from galforge.settings import (
     Settings,
+    SettingsError,
     choice,
     flag,
     integer,
@@ -89,7 +90,9 @@ _COLUMNS_SCHEMA = {
     "type": "object",
     "additionalProperties": False,
     "properties": {
-        k: ({"type": "string"} if k in _REQUIRED_COLUMNS else {"type": ["string", "null"]})
+        k: ({"type": "string", "description": f"Your column of {k} (required)."}
+            if k in _REQUIRED_COLUMNS else
+            {"type": ["string", "null"], "description": f"Your column of {k} (optional)."})
         for k in CATALOG_COLUMNS
     },
 }
@@ -247,9 +250,9 @@ class EnvironmentModelSettings(Settings):
         if self.npix is not None:
             depth = len(self.channels)
             if self.npix % (2**depth) or self.npix < 2**depth:
-                raise ValueError(
-                    f"npix = {self.npix} must be a multiple of 2**len(channels) = {2**depth} "
-                    "(one stride-2 block per channel entry)"
+                raise SettingsError(
+                    "npix", f"= {self.npix} must be a multiple of 2**len(channels) = "
+                    f"{2**depth} (one stride-2 block per channel entry)"
                 )
 
     def model_kwargs(self) -> dict[str, Any]:
@@ -320,7 +323,10 @@ class EnvironmentSettings(Settings):
     def check(self) -> None:
         npix = self.maps.npix
         if self.model.npix is None:
-            object.__setattr__(self, "model", self.model.replace(npix=npix))
+            try:
+                object.__setattr__(self, "model", self.model.replace(npix=npix))
+            except SettingsError as exc:
+                raise exc.under("model") from None
         elif self.model.npix != npix:
             raise ValueError(
                 f"model.npix ({self.model.npix}) must equal maps.npix ({npix}); leave "

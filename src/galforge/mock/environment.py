@@ -121,11 +121,9 @@ Identifiers
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -135,15 +133,14 @@ from galforge.archives.formats import SDSS_GALAXY_COLUMNS, SDSS_MISSING, SDSS_PR
 from galforge.cosmology import C_KMS, Cosmology
 from galforge.io import atomic_path
 from galforge.mock import lognormal as ln
+from galforge.mock.settings import MockEnvironmentSettings
 from galforge.photometry import absolute_mag_r, apparent_mag_r
 
 log = logging.getLogger("galforge.mock")
 
 __all__ = [
     "MockEnvironmentSettings",
-    "PRESETS",
     "VOLUME_LIMIT",
-    "settings_for_scale",
     "generate_environment_mock",
     "write_environment_mock",
     "schechter_density",
@@ -154,195 +151,6 @@ __all__ = [
 VOLUME_LIMIT = (0.02, 0.07, -18.95)
 
 _OBJID_BASE = 587_722_000_000_000_000
-
-
-def _f(
-    default: float | None,
-    lo: float,
-    hi: float,
-    doc: str,
-    *,
-    lo_open: bool = False,
-    hi_open: bool = False,
-    optional: bool = False,
-) -> Any:
-    return field(
-        default=default,
-        metadata={"range": (lo, hi, lo_open, hi_open), "doc": doc, "optional": optional},
-    )
-
-
-@dataclass(frozen=True)
-class MockEnvironmentSettings:
-    """Configuration of the environment mock universe (see the module docstring).
-
-    Build it with :meth:`from_dict` (rejects unknown keys) or
-    :func:`settings_for_scale`; every field is range-checked on construction and
-    a bad value raises :class:`ValueError` naming the key.
-    """
-
-    # Sky region and written redshift range
-    ra_min: float = _f(140.0, 0.0, 360.0, "lower right ascension of the sky rectangle [deg]")
-    ra_max: float = _f(170.0, 0.0, 360.0, "upper right ascension [deg]")
-    dec_min: float = _f(0.0, -90.0, 90.0, "lower declination [deg]")
-    dec_max: float = _f(24.0, -90.0, 90.0, "upper declination [deg]")
-    z_min: float = _f(0.01, 0.001, 0.5, "lowest observed redshift written")
-    z_max: float = _f(0.08, 0.001, 0.5, "highest observed redshift written")
-    # Grid and power spectrum
-    cell_size: float = _f(1.0, 0.25, 20.0, "FFT cell size [h^-1 Mpc]")
-    box_padding: float = _f(30.0, 0.0, 500.0, "periodic-box padding around the survey [h^-1 Mpc]")
-    rsd_margin_kms: float = _f(3000.0, 0.0, 20000.0, "real-space margin beyond the z range [km/s]")
-    max_cells: float = _f(2.0e8, 1e3, 2e9, "refuse grids with more cells than this (memory guard)")
-    sigma8_gal: float = _f(
-        0.95, 0.1, 3.0, "galaxy sigma8 of the target power spectrum", lo_open=True
-    )
-    sigma8_matter: float = _f(0.8, 0.1, 3.0, "matter sigma8 (bias b = sigma8_gal / sigma8_matter)")
-    omega_b: float = _f(0.048, 0.0, 0.2, "baryon density for the EH98 transfer function")
-    h_shape: float = _f(0.7, 0.3, 1.2, "Hubble h for the EH98 transfer function")
-    n_s: float = _f(0.96, 0.5, 1.5, "primordial spectral index")
-    growth_index: float = _f(0.55, 0.3, 1.0, "gamma in f = Omega_m(z)^gamma")
-    # Luminosity function
-    phi_star: float = _f(1.49e-2, 0.0, 1.0, "Schechter phi* [h^3 Mpc^-3]", lo_open=True)
-    m_star: float = _f(-20.44, -24.0, -17.0, "Schechter M* - 5 log h")
-    alpha: float = _f(-1.05, -2.0, 1.0, "Schechter faint-end slope", lo_open=True)
-    mag_faint: float = _f(-17.0, -22.0, -12.0, "faintest M_r - 5 log h generated")
-    nbar: float | None = _f(
-        None,
-        0.0,
-        1.0,
-        "number density [h^3 Mpc^-3]; None = Schechter integral",
-        lo_open=True,
-        optional=True,
-    )
-    lum_seg_slope: float = _f(0.3, -2.0, 2.0, "brightening of M* per dex of (1+delta_s) [mag/dex]")
-    lum_seg_pivot: float = _f(0.3, -2.0, 3.0, "log10(1+delta_s) where M* is unshifted")
-    # Photometry
-    flux_limit: float = _f(17.77, 10.0, 25.0, "extinction-corrected Petrosian r limit")
-    photometric_noise: float = _f(0.02, 0.0, 1.0, "Gaussian noise of each magnitude [mag]")
-    extinction_r_min: float = _f(0.02, 0.0, 5.0, "A_r of the dust map minimum [mag]")
-    extinction_r_max: float = _f(0.20, 0.0, 5.0, "A_r of the dust map maximum [mag]")
-    extinction_g_over_r: float = _f(3.793 / 2.751, 0.5, 3.0, "A_g / A_r (SFD98 3.793/2.751)")
-    # Redshifts and velocities
-    redshift_error_kms: float = _f(30.0, 0.0, 1000.0, "typical redshift error [km/s]")
-    fog_sigma0: float = _f(150.0, 0.0, 2000.0, "Fingers-of-God dispersion at delta_s = 0 [km/s]")
-    fog_density_power: float = _f(0.5, 0.0, 2.0, "power of (1+delta_s) in the FoG dispersion")
-    fog_sigma_max: float = _f(1000.0, 0.0, 5000.0, "cap on the FoG dispersion [km/s]")
-    smoothing_radius: float = _f(
-        2.0, 0.1, 50.0, "Gaussian smoothing of the true density [h^-1 Mpc]", lo_open=True
-    )
-    map_smoothing_radius: float = _f(
-        5.0, 0.1, 50.0, "Gaussian smoothing of the map-scale true density [h^-1 Mpc]",
-        lo_open=True,
-    )
-    # Quenching and properties
-    q_alpha: float = _f(2.0, -20.0, 20.0, "quenching logit per dex of (1+delta_s)")
-    q_x0: float = _f(0.3, -3.0, 3.0, "density pivot of the quenching logit")
-    q_beta: float = _f(2.0, -20.0, 20.0, "quenching logit per dex of stellar mass")
-    q_mass_pivot: float = _f(10.5, 6.0, 13.0, "mass pivot of the quenching logit [dex Msun]")
-    red_color_mean: float = _f(0.75, -0.5, 1.5, "g-r of quenched galaxies")
-    red_color_sigma: float = _f(0.05, 0.0, 1.0, "g-r scatter of quenched galaxies")
-    blue_color_mean: float = _f(0.45, -0.5, 1.5, "g-r of star-forming galaxies")
-    blue_color_sigma: float = _f(0.10, 0.0, 1.0, "g-r scatter of star-forming galaxies")
-    ml_a: float = _f(-0.306, -3.0, 3.0, "Bell+03 log(M/L_r) intercept")
-    ml_b: float = _f(1.097, -5.0, 5.0, "Bell+03 log(M/L_r) slope in g-r")
-    msun_r: float = _f(4.65, 3.0, 6.0, "absolute r magnitude of the Sun")
-    hubble_h: float = _f(0.7, 0.3, 1.2, "h converting h-scaled luminosities to Msun")
-    mass_imf_offset: float = _f(-0.15, -1.0, 1.0, "IMF offset added to log M* [dex]")
-    ms_norm: float = _f(-10.0, -13.0, -8.0, "main-sequence log sSFR at log M* = 10")
-    ms_slope: float = _f(-0.3, -2.0, 2.0, "main-sequence slope d log sSFR / d log M*")
-    ms_scatter: float = _f(0.3, 0.0, 2.0, "main-sequence scatter [dex]")
-    quenched_ssfr: float = _f(-12.0, -15.0, -9.0, "log sSFR of quenched galaxies")
-    quenched_scatter: float = _f(0.4, 0.0, 2.0, "log sSFR scatter of quenched galaxies [dex]")
-    mass_noise_dex: float = _f(0.1, 0.0, 2.0, "measurement noise on lgm_tot_p50 [dex]")
-    sfr_noise_dex: float = _f(0.1, 0.0, 2.0, "measurement noise on sfr_tot_p50 [dex]")
-    property_missing_fraction: float = _f(
-        0.01, 0.0, 1.0, "fraction of rows with -9999 properties", hi_open=True
-    )
-
-    def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            lo, hi, lo_open, hi_open = f.metadata["range"]
-            if value is None and f.metadata["optional"]:
-                continue
-            if isinstance(value, bool) or not isinstance(
-                value, int | float | np.integer | np.floating
-            ):
-                raise ValueError(
-                    f"mock environment setting {f.name!r} must be a number, got {value!r}"
-                )
-            v = float(value)
-            if not math.isfinite(v):
-                raise ValueError(
-                    f"mock environment setting {f.name!r} must be finite, got {value!r}"
-                )
-            too_low = v <= lo if lo_open else v < lo
-            too_high = v >= hi if hi_open else v > hi
-            if too_low or too_high:
-                lb = "(" if lo_open else "["
-                rb = ")" if hi_open else "]"
-                raise ValueError(
-                    f"mock environment setting {f.name!r} = {value!r} is outside {lb}{lo}, {hi}{rb}"
-                )
-            object.__setattr__(self, f.name, v)
-        pairs = [
-            ("ra_min", "ra_max"),
-            ("dec_min", "dec_max"),
-            ("z_min", "z_max"),
-            ("extinction_r_min", "extinction_r_max"),
-            ("m_star", "mag_faint"),
-        ]
-        for a, b in pairs:
-            if not getattr(self, a) < getattr(self, b):
-                raise ValueError(
-                    f"mock environment setting {b!r} = {getattr(self, b)} must exceed "
-                    f"{a!r} = {getattr(self, a)}"
-                )
-        if self.sigma8_gal < self.sigma8_matter * 0.5:
-            raise ValueError("mock environment setting 'sigma8_gal' implies a bias below 0.5")
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any] | None) -> MockEnvironmentSettings:
-        """Settings from a mapping of overrides; unknown keys raise ValueError naming them."""
-        d = dict(d or {})
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown mock environment setting {unknown[0]!r}"
-                + (f" (and {unknown[1:]})" if len(unknown) > 1 else "")
-                + f"; known keys: {', '.join(sorted(known))}"
-            )
-        return cls(**d)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def replace(self, **changes: Any) -> MockEnvironmentSettings:
-        return dataclasses.replace(self, **changes)
-
-
-#: Scale presets: overrides of the :class:`MockEnvironmentSettings` defaults.
-#: Sizes measured with seed 42 on 2 CPU cores ("VL" = 0.02 < z < 0.07 and
-#: M_r - 5 log h < -18.95 from the written columns); counts vary by ~±10% (paper)
-#: to ~±40% (tiny) between seeds through cosmic variance.
-PRESETS: dict[str, dict[str, Any]] = {
-    # 119 deg^2: ~3.1k written, ~1.7k VL (1.1k-2.5k over seeds 1-3); ~0.5 s, 0.25 GB.
-    "tiny": {"ra_min": 150.0, "ra_max": 165.0, "dec_min": 0.0, "dec_max": 8.0, "cell_size": 2.0},
-    # 699 deg^2: ~19.5k written, ~9.9k VL; ~5 s, 0.6 GB.
-    "demo": {"ra_min": 140.0, "ra_max": 170.0, "dec_min": 0.0, "dec_max": 24.0, "cell_size": 1.0},
-    # 4494 deg^2 of the SDSS DR7 northern cap: ~133k written, ~68k VL; ~25 s, 1.6 GB.
-    "paper": {"ra_min": 125.0, "ra_max": 240.0, "dec_min": 0.0, "dec_max": 43.0, "cell_size": 1.0},
-}
-
-
-def settings_for_scale(
-    scale: str, overrides: dict[str, Any] | None = None
-) -> MockEnvironmentSettings:
-    """Defaults, then ``PRESETS[scale]``, then ``overrides`` (unknown keys rejected)."""
-    if scale not in PRESETS:
-        raise ValueError(f"unknown mock scale {scale!r}; choose one of {sorted(PRESETS)}")
-    return MockEnvironmentSettings.from_dict({**PRESETS[scale], **(overrides or {})})
 
 
 # --------------------------------------------------------------------------------------

@@ -41,14 +41,14 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from galforge.stats import mutual_info_binned, normalised_mi, spearman
 from galforge.spectra.settings import AnalysisSettings
+from galforge.stats import mutual_info_binned, normalised_mi, spearman
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch

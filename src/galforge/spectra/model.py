@@ -119,7 +119,6 @@ __all__ = [
     "LOGVAR_MAX",
     "LOGVAR_MIN",
     "NPIX",
-    "PRESETS",
     "SpectraModelSettings",
     "SpectraVAE",
     "canonical_conditions",

@@ -32,7 +32,7 @@ Steps (per spectrum)
    and ``mask`` stays True.
 
 Bad ``and_mask`` bits (SDSS ``spPixMask``, numbers in
-:data:`galforge.spectra.readers.PIXMASK_BITS`): FULLREJECT (18), NOSKY (22),
+:data:`galforge.archives.sdss_pixmask.PIXMASK_BITS`): FULLREJECT (18), NOSKY (22),
 BRIGHTSKY (23), NODATA (24), COMBINEREJ (25), BADFLUXFACTOR (26), BADSKYCHI (27),
 REDMONSTER (28): pixels without data, rejected in extraction or combination,
 with unknown or dominant sky, or a bad flux calibration. Not masked:
@@ -70,7 +70,7 @@ import math
 import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -81,7 +81,6 @@ from tqdm import tqdm
 import galforge
 from galforge.io import InputError, atomic_path
 from galforge.spectra.infill import IterativePCAInfill
-from galforge.spectra.pixmask import PIXMASK_BITS
 from galforge.spectra.resample import (
     SDSS_DLOGLAM,
     resample,
@@ -97,7 +96,6 @@ from galforge.spectra.settings import (
 __all__ = [
     "DEFAULT_BAD_MASK_BITS",
     "DEFAULT_SKY_LINES",
-    "PIXMASK_BITS",
     "PreparedSpectra",
     "PreprocessSettings",
     "merge_and_infill",
@@ -393,7 +391,7 @@ def _properties_frame(properties: Any) -> Any:
         missing = [c for c in ("plate", "mjd", "fiber") if c not in frame.columns]
         if missing:
             raise InputError(f"properties table lacks 'key' and {', '.join(missing)}")
-        from galforge.spectra.readers import spectrum_key
+        from galforge.archives.sdss_spectra import spectrum_key
 
         frame["key"] = spectrum_key(frame["plate"].to_numpy(), frame["mjd"].to_numpy(),
                                     frame["fiber"].to_numpy())

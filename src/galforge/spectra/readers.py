@@ -37,7 +37,7 @@ What the real DR7 files showed
 * The image ``MASK`` row equals the HDU 6 ``andMask`` except for bit 30
   (``EMLINE``, "emission line detected here", set by spectro1d) and a few
   extra ``BRIGHTSKY`` (bit 23) pixels. ``EMLINE`` is not a bad-pixel flag:
-  downstream masking must not treat it as one (see :data:`PIXMASK_BITS`).
+  downstream masking must not treat it as one (see :data:`galforge.archives.sdss_pixmask.PIXMASK_BITS`).
   The reader returns the image row as integers OR-ed with HDU 6 ``andMask``
   (exact int32; restores low bits that float32 could lose next to bit 30).
 * Pixels with ``ERROR = 0`` (the first ~30 and last ~9 pixels, which also
@@ -71,23 +71,21 @@ from typing import Any
 import numpy as np
 from astropy.io import fits
 
-from galforge.archives.sdss import ZCONF_MIN, _spectrum_keys
+from galforge.archives.sdss import ZCONF_MIN
+from galforge.archives.sdss_spectra import spectrum_key
 from galforge.io import InputError
 from galforge.spectra.bintable import read_simple_table
-from galforge.spectra.pixmask import PIXMASK_BITS
 
 __all__ = [
     "DR7_SPEC_CLASSES",
     "DR7_ZWARNING_BITS",
     "DR7_ZWARNING_FATAL",
     "GALAXY_CLASSES",
-    "PIXMASK_BITS",
     "SOURCE_FORMATS",
     "SpectrumData",
     "parse_spectrum_filename",
     "read_spectrum",
     "spectrum_filename",
-    "spectrum_key",
 ]
 
 log = logging.getLogger("galforge.spectra")
@@ -179,7 +177,7 @@ class SpectrumData:
         float64 inverse variance; 0 = no information (negative or non-finite
         values in the file, zero errors, non-finite flux).
     and_mask : numpy.ndarray
-        int64 ``spPixMask`` bits (:data:`PIXMASK_BITS`).
+        int64 ``spPixMask`` bits (:data:`galforge.archives.sdss_pixmask.PIXMASK_BITS`).
     z_conf : float
         DR7 redshift confidence ``Z_CONF``; NaN for DR8+ files (which have none).
     """
@@ -201,7 +199,7 @@ class SpectrumData:
 
     @property
     def key(self) -> int:
-        """The spectrum key of :func:`spectrum_key`."""
+        """The spectrum key of :func:`galforge.archives.sdss_spectra.spectrum_key`."""
         return int(spectrum_key(self.plate, self.mjd, self.fiber))
 
     @property
@@ -227,26 +225,6 @@ class SpectrumData:
     def wavelength(self) -> np.ndarray:
         """Observed-frame vacuum wavelength of the pixel centres [Angstrom]."""
         return np.power(10.0, self.loglam)
-
-
-def spectrum_key(plate: Any, mjd: Any, fiber: Any) -> np.ndarray:
-    """One int64 per (plate, mjd, fiber): ``(plate * 10**5 + mjd) * 10**3 + fiber``.
-
-    The same key as the MPA-JHU join of :mod:`galforge.archives.sdss`; -1
-    where a part is out of range (plate >= 10**7, mjd >= 10**5, fiber >= 1000
-    or negative).
-
-    Parameters
-    ----------
-    plate, mjd, fiber : int or array_like
-        Spectrum identity.
-
-    Returns
-    -------
-    numpy.ndarray
-        int64 keys (0-d for scalars).
-    """
-    return _spectrum_keys(plate, mjd, fiber)
 
 
 def spectrum_filename(fmt: str, plate: int, mjd: int, fiber: int) -> str:

@@ -18,7 +18,7 @@ reason that applies and listed in the rejects table with a short ``code``:
 ``no_gswlc``, ``missing_property``.
 
 Properties table (one row per kept spectrum, sorted by key): ``key`` (int64,
-:func:`~galforge.spectra.readers.spectrum_key`), ``plate``, ``mjd``, ``fiber``
+:func:`~galforge.archives.sdss_spectra.spectrum_key`), ``plate``, ``mjd``, ``fiber``
 (int32), ``z`` (the spectrum's redshift), ``log_mstar``, ``log_sfr`` (GSWLC
 ``LOGMSTAR``, ``LOGSFR_SED``), ``log_ssfr = log_sfr - log_mstar``, ``oh_p50``
 (MPA-JHU fibre 12 + log(O/H), NaN where there is none), ``av`` (GSWLC V-band
@@ -31,7 +31,6 @@ import logging
 import math
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +40,9 @@ from astropy.table import Table
 from tqdm import tqdm
 
 from galforge.archives.gswlc import read_gswlc
+from galforge.archives.sdss_spectra import spectrum_key
 from galforge.io import InputError
-from galforge.spectra.readers import SpectrumData, read_spectrum, spectrum_key
+from galforge.spectra.readers import SpectrumData, read_spectrum
 from galforge.spectra.settings import SelectionSettings
 
 __all__ = [

@@ -25,6 +25,7 @@ from galforge.archives.sdss_pixmask import PIXMASK_BITS
 from galforge.mock.settings import MockSpectraSettings
 from galforge.settings import (
     Settings,
+    SettingsError,
     choice,
     flag,
     integer,
@@ -402,7 +403,10 @@ class SpectraSettings(Settings):
     def check(self) -> None:
         n_pix = self.preprocess.n_pix
         if self.model.npix is None:
-            object.__setattr__(self, "model", self.model.replace(npix=n_pix))
+            try:
+                object.__setattr__(self, "model", self.model.replace(npix=n_pix))
+            except SettingsError as exc:
+                raise exc.under("model") from None
         elif self.model.npix != n_pix:
             raise ValueError(
                 f"model.npix ({self.model.npix}) must equal preprocess.n_pix ({n_pix}); leave "

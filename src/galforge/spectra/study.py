@@ -85,8 +85,8 @@ def mock_manifests(root: str | os.PathLike, n_shards: int, dests: Sequence[str |
     """
     import hashlib
 
-    from galforge.archives.sdss_spectra import MANIFEST_COLUMNS, shard_of
-    from galforge.spectra.readers import parse_spectrum_filename, spectrum_key
+    from galforge.archives.sdss_spectra import MANIFEST_COLUMNS, shard_of, spectrum_key
+    from galforge.spectra.readers import parse_spectrum_filename
 
     if len(dests) != n_shards:
         raise InputError(f"{len(dests)} manifest paths for {n_shards} shards")
@@ -129,7 +129,7 @@ def build_targets(gswlc: str | os.PathLike, selection: Mapping[str, Any],
     choice is stable).
     """
     from galforge.archives.gswlc import read_gswlc
-    from galforge.spectra.readers import spectrum_key
+    from galforge.archives.sdss_spectra import spectrum_key
     from galforge.spectra.selection import SelectionSettings
 
     s = SelectionSettings.from_dict(selection)

@@ -1,8 +1,9 @@
-"""The SDSS ``spPixMask`` bit table, apart from the readers (no astropy import).
+"""The SDSS ``spPixMask`` bit table (the archive's definition; no imports at all).
 
-Shared by :mod:`galforge.spectra.readers`, :mod:`galforge.spectra.preprocess` and the mock
-(:mod:`galforge.mock.spectra`), which the configuration loads for its presets in every
-workflow job. Reference: https://www.sdss.org/dr17/algorithms/bitmasks/#SPPIXMASK.
+Bits 0-15 are per fibre, 16-31 per pixel (idlutils ``sdssMaskbits.par``). Used by
+:mod:`galforge.spectra.readers`, :mod:`galforge.spectra.preprocess` and the mock
+spectra (:mod:`galforge.mock.spectra`). Reference:
+https://www.sdss.org/dr17/algorithms/bitmasks/#SPPIXMASK.
 """
 
 from __future__ import annotations
