@@ -31,6 +31,7 @@ from galforge.environment.catalog import CatalogSettings, build_catalog
 from galforge.environment.envparams import compute_envparams
 from galforge.environment.footprint import FootprintSettings, build_footprint, select_targets
 from galforge.environment.maps import MapSettings, write_maps
+from galforge.environment.presets import PRESETS as ENV_PRESETS
 from galforge.environment.training import ranked_latents, train_environment_model
 from galforge.train import load_checkpoint, load_for_inference
 from galforge.train.metrics import read_metrics
@@ -91,7 +92,7 @@ def test_top_latent_tracks_neighbour_count_on_dr7(dr7_vollim, tmp_path):
     model_path = tmp_path / "model.pt"
     train_summary = train_environment_model(
         maps_path,
-        {"preset": "tiny"},
+        {**ENV_PRESETS["tiny"]["model"], "npix": 64},
         {"epochs": 5, "batch_size": 64, "lr": 3e-3},
         seed=REAL_SEED,
         val_fraction=0.1,

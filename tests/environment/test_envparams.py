@@ -15,6 +15,7 @@ from galforge.environment.envparams import EnvParamsSettings, compute_envparams
 from galforge.environment.footprint import Footprint, select_targets
 from galforge.environment.maps import MapSettings, brute_force_map, compute_maps
 from galforge.io import InputError
+from galforge.settings import SettingsError
 
 COSMO = Cosmology(0.3)
 REPO = Path(__file__).resolve().parents[2]
@@ -163,13 +164,13 @@ def test_settings_and_errors():
     s = EnvParamsSettings()
     assert s.n_neighbours == (5,) and s.radii_mpc == (1.0, 2.0, 5.0) and s.r_max_mpc == 10.0
     assert EnvParamsSettings.from_dict({"n_neighbours": [3, 5], "radii_mpc": [1]}).n_neighbours == (3, 5)
-    with pytest.raises(InputError, match="'rmax'"):
+    with pytest.raises(SettingsError, match="rmax: unknown key"):
         EnvParamsSettings.from_dict({"rmax": 5})
-    with pytest.raises(InputError, match="radii_mpc"):
+    with pytest.raises(SettingsError, match="radii_mpc"):
         EnvParamsSettings(radii_mpc=(1.0, 12.0))
-    with pytest.raises(InputError, match="n_neighbours"):
+    with pytest.raises(SettingsError, match="n_neighbours"):
         EnvParamsSettings(n_neighbours=(0,))
-    with pytest.raises(InputError, match="r_max_mpc"):
+    with pytest.raises(SettingsError, match="r_max_mpc"):
         EnvParamsSettings(r_max_mpc=-1.0)
     with pytest.raises(InputError, match="empty"):
         compute_envparams([], [], [], progress=False)

@@ -18,6 +18,7 @@ from galforge.environment.footprint import (
 )
 from galforge.environment.maps import MapSettings
 from galforge.io import InputError
+from galforge.settings import SettingsError
 
 COSMO = Cosmology(0.3)
 REPO = Path(__file__).resolve().parents[2]
@@ -303,9 +304,11 @@ def test_errors_and_settings():
         Footprint(nside=8, inside=np.ones(10, bool))
     assert FootprintSettings.from_dict({}) == FootprintSettings()
     assert FootprintSettings().nside == 64
-    with pytest.raises(InputError, match="'nsid'"):
+    with pytest.raises(SettingsError, match="nsid: unknown key"):
         FootprintSettings.from_dict({"nsid": 32})
-    with pytest.raises(InputError, match="min_count"):
+    with pytest.raises(SettingsError, match="nside = 48 must be a power of two"):
+        FootprintSettings.from_dict({"nside": 48})
+    with pytest.raises(SettingsError, match="min_count"):
         FootprintSettings.from_dict({"min_count": 0})
     fp2 = build_footprint(FootprintSettings(nside=16, fill_holes=False), [180.0], [20.0])
     assert fp2.nside == 16 and fp2.inside.sum() == 1

@@ -23,6 +23,7 @@ from galforge.environment.maps import (
     write_maps,
 )
 from galforge.io import InputError
+from galforge.settings import SettingsError
 from mock_presets import ENVIRONMENT_MOCK
 
 COSMO = Cosmology(0.3)
@@ -121,12 +122,12 @@ def test_settings_defaults_and_validation():
     assert s.pixel_mpc == 10.0 / 64
     assert MapSettings.from_dict({"size_mpc": 8, "npix": 32}).size_mpc == 8.0
     assert MapSettings.from_dict(None) == s
-    with pytest.raises(InputError, match="'pixels'"):
+    with pytest.raises(SettingsError, match="pixels: unknown key"):
         MapSettings.from_dict({"pixels": 64})
     for bad in ({"npix": 0}, {"npix": 6.5}, {"size_mpc": -1}, {"dv_kms": float("nan")},
                 {"compression": "zstd"}, {"chunk": True}):
         key = next(iter(bad))
-        with pytest.raises(InputError, match=key):
+        with pytest.raises(SettingsError, match=key):
             MapSettings.from_dict(bad)
 
 

@@ -14,7 +14,6 @@ from torch.nn import functional as F
 from galforge.environment.model import (
     LOG_RATE_MAX,
     LOG_RATE_MIN,
-    PRESETS,
     EnvironmentModelSettings,
     PoissonVAE,
     _soft_clamp_log_rate,
@@ -24,8 +23,12 @@ from galforge.environment.model import (
     rank_latents,
     traverse,
 )
+from galforge.environment.presets import PRESETS as _STUDY_PRESETS
 
 TINY = {"latent_dim": 6, "channels": [8, 8, 8, 8], "hidden": 32}
+
+#: The model section of each scale preset.
+PRESETS = {scale: p["model"] for scale, p in _STUDY_PRESETS.items()}
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -187,32 +190,33 @@ def test_log_rate_soft_clamp_is_safe() -> None:
 
 # -- settings, presets, checkpoints ----------------------------------------------------------
 def test_settings_from_dict_and_presets() -> None:
-    with pytest.raises(ValueError, match="'latentdim'"):
+    with pytest.raises(ValueError, match="latentdim"):
         EnvironmentModelSettings.from_dict({"latentdim": 4})
-    with pytest.raises(ValueError, match="preset"):
-        EnvironmentModelSettings.from_dict({"preset": "huge"})
+    with pytest.raises(ValueError, match="preset"):  # no preset key: scales live in presets
+        EnvironmentModelSettings.from_dict({"preset": "tiny"})
+    with pytest.raises(ValueError, match="npix is unset"):
+        EnvironmentModelSettings().build()
     with pytest.raises(ValueError, match="norm"):
         EnvironmentModelSettings.from_dict({"norm": "group"})
     default = EnvironmentModelSettings.from_dict({})
-    assert default == EnvironmentModelSettings.from_preset("paper")
+    assert default == EnvironmentModelSettings.from_dict(PRESETS["paper"])
     assert default.latent_dim == 128
-    s = EnvironmentModelSettings.from_dict({"preset": "tiny", "beta": 0.5, "kl_warmup_epochs": 4})
+    s = EnvironmentModelSettings.from_dict({**PRESETS["tiny"], "beta": 0.5,
+                                           "kl_warmup_epochs": 4})
     assert s.latent_dim == PRESETS["tiny"]["latent_dim"] and s.beta == 0.5
     assert s.channels == tuple(PRESETS["tiny"]["channels"])
     assert [s.beta_at(e) for e in range(5)] == [0.125, 0.25, 0.375, 0.5, 0.5]
     assert EnvironmentModelSettings.from_dict(s.to_dict()) == s
     json.dumps(s.to_dict())
-    assert 8 <= PRESETS["tiny"]["latent_dim"] <= 8
-    assert 16 <= PRESETS["demo"]["latent_dim"] <= 32
     for name in PRESETS:
-        model = EnvironmentModelSettings.from_preset(name).build()
+        model = EnvironmentModelSettings.from_dict({**PRESETS[name], "npix": 64}).build()
         rate, mu, _ = model(sparse_maps(2))
-        assert rate.shape == (2, 1, 64, 64) and mu.shape[1] == PRESETS[name]["latent_dim"]
+        assert rate.shape == (2, 1, 64, 64) and mu.shape[1] == EnvironmentModelSettings.from_dict(PRESETS[name]).latent_dim
 
 
 def test_rebuild_from_kwargs_loads_state_exactly() -> None:
     torch.manual_seed(4)
-    model = EnvironmentModelSettings.from_preset("tiny", dropout=0.1).build()
+    model = EnvironmentModelSettings.from_dict({**PRESETS["tiny"], "npix": 64, "dropout": 0.1}).build()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     x = sparse_maps(16, seed=4)
     for _ in range(3):  # move weights and BatchNorm running statistics off their defaults

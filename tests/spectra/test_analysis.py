@@ -33,7 +33,7 @@ MODEL_PRESETS = {scale: p["model"] for scale, p in _STUDY_PRESETS.items()}
 
 def test_settings_reject_unknown_keys() -> None:
     assert AnalysisSettings.from_dict({}) == AnalysisSettings()
-    with pytest.raises(ValueError, match="'n_binz'"):
+    with pytest.raises(ValueError, match="n_binz: unknown key"):
         AnalysisSettings.from_dict({"n_binz": 3})
     with pytest.raises(ValueError, match="sweep_quantiles"):
         AnalysisSettings(sweep_quantiles=(0.9, 0.1))

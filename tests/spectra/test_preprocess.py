@@ -21,6 +21,7 @@ from astropy.io import fits
 from conftest import shared_data_path
 from galforge.archives.sdss_spectra import spectrum_key
 from galforge.io import InputError
+from galforge.settings import SettingsError
 from galforge.spectra.preprocess import (
     PreprocessSettings,
     merge_and_infill,
@@ -118,15 +119,15 @@ def test_settings_round_trip_and_unknown_keys():
     assert s.n_pix == 4000 and s.norm_window == (5300.0, 5850.0)
     d = json.loads(json.dumps(s.to_dict()))
     assert PreprocessSettings.from_dict(d) == s
-    with pytest.raises(InputError, match="unknown PreprocessSettings key 'n_pixels'"):
+    with pytest.raises(SettingsError, match="n_pixels: unknown key"):
         PreprocessSettings.from_dict({"n_pixels": 10})
     with pytest.raises(ValueError, match="bad_mask_bits"):
         PreprocessSettings.from_dict({"bad_mask_bits": ["NOSKY", "NOT_A_BIT"]})
-    with pytest.raises(InputError, match="norm_window"):
+    with pytest.raises(SettingsError, match="norm_window"):
         PreprocessSettings(norm_window=(5850.0, 5300.0))
-    with pytest.raises(InputError, match="sky_lines"):
+    with pytest.raises(SettingsError, match="sky_lines"):
         PreprocessSettings(sky_lines=[[5578.9]])
-    with pytest.raises(InputError, match="min_good_fraction"):
+    with pytest.raises(SettingsError, match="min_good_fraction"):
         PreprocessSettings(min_good_fraction=1.5)
     assert "EMLINE" not in s.bad_mask_bits
     assert s.bad_bits_value == sum(1 << b for b in (18, 22, 23, 24, 25, 26, 27, 28))

@@ -252,6 +252,8 @@ def train_spectra_model(
           else SpectraModelSettings.from_dict(model_settings))
     data = read_spectra_file(data_path, ms.conditions)
     assert data.flux is not None and data.weight is not None
+    if ms.npix is None:  # settings outside a configuration: the file's pixels
+        ms = ms.replace(npix=int(data.flux.shape[1]))
     if data.flux.shape[1] != ms.npix:
         raise InputError(f"{data.path}: spectra have {data.flux.shape[1]} pixels, the model {ms.npix}")
     ok = _finite_rows(data.conditions)
