@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 import pandas as pd
 
-from galforge.io import InputError, atomic_path
+from galforge.environment.maps import read_maps_file
+from galforge.io import atomic_path
 
 log = logging.getLogger("galforge.environment")
 
@@ -35,20 +35,6 @@ class SplitSettings:
     def __post_init__(self) -> None:
         if not 0.0 < float(self.val_fraction) < 0.5:
             raise ValueError(f"setting 'val_fraction' must lie in (0, 0.5), got {self.val_fraction!r}")
-
-
-def read_maps_file(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """The maps (N, npix, npix) uint16 and their target ids from a maps HDF5 file."""
-    path = Path(path)
-    try:
-        with h5py.File(path, "r") as f:
-            maps = f["maps"][...]
-            ids = f["ids"][...]
-    except (OSError, KeyError) as exc:
-        raise InputError(f"{path}: not a galforge maps file ({exc})") from None
-    if len(maps) < 10:
-        raise InputError(f"{path}: only {len(maps)} maps; at least 10 are needed to train")
-    return maps, ids
 
 
 def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
