@@ -16,7 +16,10 @@ import yaml
 
 from conftest import REPO
 from galforge.config import _deep_merge
+from galforge.environment.catalog import read_catalog
+from galforge.environment.envparams import read_envparams
 from galforge.environment.figure_set import FIGURES as ENVIRONMENT_FIGURES
+from galforge.environment.maps import read_maps
 from galforge.spectra.figure_set import FIGURES as SPECTRA_FIGURES
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -145,14 +148,14 @@ def test_tiny_end_to_end_run(tmp_path):
                         "--configfile", str(tmp_path / "config.yaml"), timeout=900)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
     res = tmp_path / "results" / "ci" / "environment"
-    cat = pd.read_parquet(res / "catalog.parquet")
+    cat = read_catalog(res / "catalog.parquet")
     report = json.loads((res / "maps_report.json").read_text())
-    with h5py.File(res / "maps.h5") as f:
-        maps, ids = f["maps"][...], f["ids"][...]
+    written = read_maps(res / "maps.h5")
+    maps, ids = written["maps"], written["ids"]
     assert maps.shape[1:] == (64, 64) and len(ids) == len(maps) > 0
     assert set(ids) <= set(cat["id"]) and report["kept"] == len(ids)
     assert maps.sum() > 0 and np.isfinite(maps).all()
-    params = pd.read_parquet(res / "envparams.parquet")
+    params = read_envparams(res / "envparams.parquet")
     assert list(params["id"]) == list(ids)
     for name in ("mock", "catalog", "maps", "train", "latents", "stats", "figures"):
         assert (res / "logs" / f"{name}.log").exists()
