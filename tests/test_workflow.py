@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pandas as pd
 import pytest
@@ -181,21 +180,24 @@ def test_tiny_end_to_end_run(tmp_path):
 
 def check_tiny_spectra_outputs(res: Path) -> None:
     """What the tiny run of the spectra study must leave (grid: VAE and CVAE, d = 1, 2)."""
-    from galforge.spectra.preprocess import read_preprocessed
+    from galforge.spectra.analysis import read_latent_catalog
+    from galforge.spectra.bic import read_bic_table
+    from galforge.spectra.preprocess import read_spectra_file
+    from galforge.spectra.steps import read_rejects
 
-    data = read_preprocessed(res / "spectra.h5")
-    assert data["flux"].shape[1] == 4000 and np.isfinite(data["flux"]).all()
+    data = read_spectra_file(res / "spectra.h5")
+    assert data.flux.shape[1] == 4000 and np.isfinite(data.flux).all()
     report = json.loads((res / "preprocess_report.json").read_text())
-    assert report["n_spectra"] == len(data["key"]) > 100
+    assert report["n_spectra"] == len(data.key) > 100
     assert {"not_galaxy", "z_range"} <= set(report["rejected_by_code"])
-    rejects = pd.read_csv(res / "rejects.csv", keep_default_na=False)
+    rejects = read_rejects([res / "rejects.csv"])
     assert len(rejects) == report["n_rejected"] and (rejects["reason"] != "").all()
-    bic = pd.read_csv(res / "tables" / "bic.csv", keep_default_na=False)
+    bic = read_bic_table(res / "tables" / "bic.csv")
     assert sorted(bic["model_id"]) == ["cvae-ssfr-d1", "cvae-ssfr-d2", "vae-d1", "vae-d2"]
     assert (res / "tables" / "bic.md").read_text().startswith("|")
-    cat = pd.read_parquet(res / "latent_catalog.parquet")
+    cat, _ = read_latent_catalog(res / "latent_catalog.parquet", all_columns=True)
     best = int(bic.loc[(bic["kind"] == "vae") & bic["best_in_kind"], "latent_dim"].item())
-    assert list(cat["key"]) == list(data["key"]) and f"D{best}" in cat and f"D{best + 1}" not in cat
+    assert list(cat["key"]) == list(data.key) and f"D{best}" in cat and f"D{best + 1}" not in cat
     pca = pd.read_csv(res / "tables" / "pca_variance.csv")
     assert len(pca) == best and np.isclose(pca["cumulative"].iloc[-1], 1.0)
     mi = pd.read_csv(res / "tables" / "mi.csv")

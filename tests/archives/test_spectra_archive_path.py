@@ -37,7 +37,7 @@ from galforge.archives import sdss
 from galforge.archives.gswlc import write_gswlc
 from galforge.archives.sdss import write_mpajhu_oh
 from galforge.archives.testserver import FaultServer
-from galforge.spectra.preprocess import read_preprocessed
+from galforge.spectra.preprocess import read_spectra_file
 
 SPEC = ["spec-0266-51602-0001.fits", "spec-0266-51630-0004.fits", "spec-0266-51630-0015.fits",
         "spec-0295-51585-0596.fits", "spec-0280-51612-0117.fits"]
@@ -109,9 +109,9 @@ def test_spectra_archive_path_through_the_cli(tmp_path: Path, monkeypatch) -> No
                 "--mpajhu-oh", str(cache / "mpajhu/gal_fiboh_dr7_v5_2.fits.gz"),
                 "--out", str(out), "--rejects", str(rejects)]
     assert cli.main([run_args[0], "--config", cfg, "--no-progress", *run_args[1:]]) == 0
-    data = read_preprocessed(out)
-    assert sorted(data["fiber"].tolist()) == [1, 4] and np.isfinite(data["flux"]).sum() > 0
-    oh_values = dict(zip(data["fiber"].tolist(), data["properties"]["oh_p50"], strict=True))
+    data = read_spectra_file(out)
+    assert sorted(data.fiber.tolist()) == [1, 4] and np.isfinite(data.flux).sum() > 0
+    oh_values = dict(zip(data.fiber.tolist(), data.properties["oh_p50"], strict=True))
     assert oh_values[4] == pytest.approx(8.9, abs=1e-5) and np.isnan(oh_values[1])
     rej = pd.read_csv(rejects, keep_default_na=False)
     assert dict(zip(rej["code"], rej["reason"].str.split(" ").str[0], strict=True)) == {

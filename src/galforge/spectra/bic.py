@@ -129,7 +129,8 @@ def evaluate_model(
     import torch
 
     from galforge.spectra.model import eval_mode, kl_to_standard_normal, weighted_sq_residuals
-    from galforge.spectra.training import _finite_rows, read_spectra_file, validation_rows
+    from galforge.spectra.preprocess import read_spectra_file
+    from galforge.spectra.training import _finite_rows, validation_rows
     from galforge.train import load_for_inference
 
     model, meta = load_for_inference(model_path)
