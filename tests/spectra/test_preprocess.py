@@ -243,14 +243,14 @@ def test_shards_merge_and_infill_end_to_end(tmp_path):
     np.testing.assert_array_equal(d.flux[:12][ok], first.flux[ok])
     by_key = props.set_index("key")
     np.testing.assert_allclose(d.properties["log_mstar"], by_key.loc[d.key, "log_mstar"])
-    np.testing.assert_allclose(d["z"], by_key.loc[d["key"], "z"], rtol=1e-6)
-    attrs = d["attrs"]
+    np.testing.assert_allclose(d.z, by_key.loc[d.key, "z"], rtol=1e-6)
+    attrs = d.attrs
     assert attrs["kind"] == "spectra" and list(attrs["norm_window"]) == [5300.0, 5850.0]
     assert PreprocessSettings.from_dict(json.loads(attrs["settings"])) == s
     assert json.loads(attrs["infill"])["n_components"] == 3
     # the planted line (rest Hα) sits at its pixel in the merged file
     ha = int(np.argmin(np.abs(s.wave - HALPHA)))
-    peaks = np.argmax(np.where(d["mask"], -np.inf, d["flux"])[:, ha - 20: ha + 21], axis=1)
+    peaks = np.argmax(np.where(d.mask, -np.inf, d.flux)[:, ha - 20: ha + 21], axis=1)
     assert np.all(np.abs(peaks - 20) <= 1)
 
 
