@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,7 +15,10 @@ import yaml
 
 from conftest import REPO
 from galforge.config import _deep_merge
+from galforge.environment.catalog import read_catalog
+from galforge.environment.envparams import read_envparams
 from galforge.environment.figure_set import FIGURES as ENVIRONMENT_FIGURES
+from galforge.environment.maps import read_maps
 from galforge.spectra.figure_set import FIGURES as SPECTRA_FIGURES
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -71,8 +73,8 @@ def test_dry_run_lists_the_spectra_jobs(tmp_path):
 
 def test_dry_run_on_the_archive_fetches_gswlc_and_spectra_shards(tmp_path):
     text = dry_run(tmp_path, "--cores", "2", "--config", "studies=[spectra]", "source=archive")
-    for rule in ("spectra_fetch_gswlc", "spectra_fetch_mpajhu_oh", "spectra_targets",
-                 "spectra_fetch_shard", "environment_fetch_mpajhu"):
+    for rule in ("spectra_fetch_gswlc", "archives_fetch_mpajhu", "spectra_targets",
+                 "spectra_fetch_shard"):
         assert f"rule {rule}:" in text
     assert "spectra_mock" not in text and "truth_recovery.png" not in text
     assert text.count("rule spectra_fetch_shard:") == 16  # archive.n_shards
@@ -80,7 +82,9 @@ def test_dry_run_on_the_archive_fetches_gswlc_and_spectra_shards(tmp_path):
 
 def test_dry_run_on_the_archive_fetches_the_sdss_table(tmp_path):
     text = dry_run(tmp_path, "--cores", "2", "--config", "source=archive")
-    assert "rule environment_fetch:" in text and "rule environment_fetch_mpajhu:" in text
+    assert "rule environment_fetch:" in text and "rule archives_fetch_mpajhu:" in text
+    # one MPA-JHU rule for both studies: the file both read is fetched by one job
+    assert text.count("output: resources/archives/mpajhu/gal_info_dr7_v5_2.fit.gz") == 1
     assert "environment_mock" not in text and "truth_recovery.png" not in text
     assert "resources/archives/sdss/dr7_galaxies_z0.02-0.07.fits" in text
 
@@ -106,7 +110,7 @@ def test_download_rules_are_local_and_training_rules_claim_a_gpu():
                 assert "localrule: True" in body, f"{name} must be a local rule"
             if "train" in name:
                 assert re.search(r"gpu=1", body), f"{name} must declare resources gpu=1"
-    assert {"environment_fetch", "environment_fetch_mpajhu", "environment_train",
+    assert {"environment_fetch", "archives_fetch_mpajhu", "environment_train",
             "spectra_fetch_shard", "spectra_fetch_gswlc", "spectra_train"} <= seen
 
 
@@ -145,14 +149,14 @@ def test_tiny_end_to_end_run(tmp_path):
                         "--configfile", str(tmp_path / "config.yaml"), timeout=900)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
     res = tmp_path / "results" / "ci" / "environment"
-    cat = pd.read_parquet(res / "catalog.parquet")
+    cat = read_catalog(res / "catalog.parquet")
     report = json.loads((res / "maps_report.json").read_text())
-    with h5py.File(res / "maps.h5") as f:
-        maps, ids = f["maps"][...], f["ids"][...]
+    written = read_maps(res / "maps.h5")
+    maps, ids = written["maps"], written["ids"]
     assert maps.shape[1:] == (64, 64) and len(ids) == len(maps) > 0
     assert set(ids) <= set(cat["id"]) and report["kept"] == len(ids)
     assert maps.sum() > 0 and np.isfinite(maps).all()
-    params = pd.read_parquet(res / "envparams.parquet")
+    params = read_envparams(res / "envparams.parquet")
     assert list(params["id"]) == list(ids)
     for name in ("mock", "catalog", "maps", "train", "latents", "stats", "figures"):
         assert (res / "logs" / f"{name}.log").exists()
@@ -178,21 +182,24 @@ def test_tiny_end_to_end_run(tmp_path):
 
 def check_tiny_spectra_outputs(res: Path) -> None:
     """What the tiny run of the spectra study must leave (grid: VAE and CVAE, d = 1, 2)."""
-    from galforge.spectra.preprocess import read_preprocessed
+    from galforge.spectra.analysis import read_latent_catalog
+    from galforge.spectra.bic import read_bic_table
+    from galforge.spectra.preprocess import read_spectra_file
+    from galforge.spectra.steps import read_rejects
 
-    data = read_preprocessed(res / "spectra.h5")
-    assert data["flux"].shape[1] == 4000 and np.isfinite(data["flux"]).all()
+    data = read_spectra_file(res / "spectra.h5")
+    assert data.flux.shape[1] == 4000 and np.isfinite(data.flux).all()
     report = json.loads((res / "preprocess_report.json").read_text())
-    assert report["n_spectra"] == len(data["key"]) > 100
+    assert report["n_spectra"] == len(data.key) > 100
     assert {"not_galaxy", "z_range"} <= set(report["rejected_by_code"])
-    rejects = pd.read_csv(res / "rejects.csv", keep_default_na=False)
+    rejects = read_rejects([res / "rejects.csv"])
     assert len(rejects) == report["n_rejected"] and (rejects["reason"] != "").all()
-    bic = pd.read_csv(res / "tables" / "bic.csv", keep_default_na=False)
+    bic = read_bic_table(res / "tables" / "bic.csv")
     assert sorted(bic["model_id"]) == ["cvae-ssfr-d1", "cvae-ssfr-d2", "vae-d1", "vae-d2"]
     assert (res / "tables" / "bic.md").read_text().startswith("|")
-    cat = pd.read_parquet(res / "latent_catalog.parquet")
+    cat, _ = read_latent_catalog(res / "latent_catalog.parquet", all_columns=True)
     best = int(bic.loc[(bic["kind"] == "vae") & bic["best_in_kind"], "latent_dim"].item())
-    assert list(cat["key"]) == list(data["key"]) and f"D{best}" in cat and f"D{best + 1}" not in cat
+    assert list(cat["key"]) == list(data.key) and f"D{best}" in cat and f"D{best + 1}" not in cat
     pca = pd.read_csv(res / "tables" / "pca_variance.csv")
     assert len(pca) == best and np.isclose(pca["cumulative"].iloc[-1], 1.0)
     mi = pd.read_csv(res / "tables" / "mi.csv")

@@ -7,6 +7,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 
 class InputError(ValueError):
@@ -43,3 +44,29 @@ def write_json(obj: object, path: str | os.PathLike) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=float) + "\n")
     return Path(path)
+
+
+def write_parquet(frame: object, path: str | os.PathLike) -> Path:
+    """Write a DataFrame as Parquet atomically (without its index)."""
+    with atomic_path(path) as tmp:
+        frame.to_parquet(tmp, index=False)  # type: ignore[attr-defined]
+    return Path(path)
+
+
+def read_parquet(path: str | os.PathLike, what: str, columns: tuple[str, ...] = ()) -> Any:
+    """A Parquet table written by :func:`write_parquet`, with ``columns`` checked present.
+
+    Raises :class:`InputError` naming the file on a missing or unreadable file or a
+    missing column (``what`` names the kind of file in the message).
+    """
+    import pandas as pd
+
+    path = Path(path)
+    try:
+        df = pd.read_parquet(path)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: not a readable {what} file ({exc})") from None
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise InputError(f"{path}: column {missing[0]!r} missing (not a galforge {what} file)")
+    return df

@@ -4,7 +4,7 @@ The three commands the workflow runs for ``source: archive`` are called in-proce
 (:func:`galforge.cli.main`) against a local
 :class:`~galforge.archives.testserver.FaultServer`:
 
-1. ``environment-fetch-mpajhu`` downloads four tiny gzipped FITS files in the
+1. ``fetch-mpajhu`` (the shared MPA-JHU rule) downloads four tiny gzipped FITS files in the
    MPA-JHU DR7 layout (:data:`galforge.archives.sdss.MPAJHU_DR7_URLS` points at the
    server); one answers HTTP 500 once, so the download layer's retry (with its
    real 1 s backoff) is part of the path;
@@ -179,11 +179,13 @@ def test_archive_path_end_to_end(server, pauses, monkeypatch, tmp_path, capsys):
     # 1. MPA-JHU download: one transient 500, retried by the download layer ----------------
     blobs = _serve_mpajhu(server, monkeypatch, tmp_path / "served", fail_once="info")
     t0 = time.monotonic()
-    rc = main(["environment-fetch-mpajhu", "--config", CONFIG, "--no-progress",
-               *_mpajhu_args(cache, "")])
+    err = ""
+    for key in ("info", "lgm_tot", "sfr_tot", "specsfr_tot"):  # one job per file in the workflow
+        rc = main(["fetch-mpajhu", "--config", CONFIG, "--no-progress",
+                   "--out", str(cache / sdss.MPAJHU_DR7_FILES[key])])
+        err += capsys.readouterr().err
+        assert rc == 0, err
     elapsed = time.monotonic() - t0
-    err = capsys.readouterr().err
-    assert rc == 0, err
     for key, blob in blobs.items():
         name = sdss.MPAJHU_DR7_FILES[key]
         assert (cache / name).read_bytes() == blob, name
@@ -352,8 +354,8 @@ def test_cli_error_path_masks_credentials(server, monkeypatch, tmp_path, capsys)
     cache = tmp_path / "mpajhu"
     cache.mkdir()
 
-    rc = main(["environment-fetch-mpajhu", "--config", CONFIG, "--no-progress", "-v",
-               *_mpajhu_args(cache, "")])
+    rc = main(["fetch-mpajhu", "--config", CONFIG, "--no-progress", "-v",
+               "--out", str(cache / sdss.MPAJHU_DR7_FILES["info"])])
 
     captured = capsys.readouterr()
     assert rc == 2
@@ -361,9 +363,9 @@ def test_cli_error_path_masks_credentials(server, monkeypatch, tmp_path, capsys)
     req = server.requests_for("/mpa/private/gal_info.fit.gz")[0]
     assert req.query["api_key"] == [secret]  # the secret did travel ...
     assert secret not in captured.err and secret not in captured.out  # ... but is never shown
-    lines = _err_lines(captured.err, "environment-fetch-mpajhu")
+    lines = _err_lines(captured.err, "fetch-mpajhu")
     assert len(lines) == 1
-    assert "1 of 4 downloads failed" in lines[0]
+    assert "HTTP 404" in lines[0]
     assert "HTTP 404" in captured.err and "api_key=***" in captured.err
     assert not (cache / sdss.MPAJHU_DR7_FILES["info"]).exists()
 

@@ -7,7 +7,7 @@ layouts, a GSWLC-X2 release file (gzipped text), the MPA-JHU fibre-metallicity f
 the five real DR8+ spectra of ``shared/data/spectra`` under the SAS folder layout
 ``PLATE4/spec-PLATE4-MJD5-FIBER4.fits``:
 
-1. ``spectra-fetch-gswlc`` and ``spectra-fetch-mpajhu-oh`` (one answer is a 500 first,
+1. ``spectra-fetch-gswlc`` and ``fetch-mpajhu`` (one answer is a 500 first,
    so the download layer's retry is part of the path);
 2. ``spectra-targets``: GSWLC galaxies with 0 < z < 0.1 and M* and SFR;
 3. ``spectra-fetch``: the one shard, through ``spectra.archive.base_url`` (a mirror);
@@ -37,7 +37,7 @@ from galforge.archives import sdss
 from galforge.archives.gswlc import write_gswlc
 from galforge.archives.sdss import write_mpajhu_oh
 from galforge.archives.testserver import FaultServer
-from galforge.spectra.preprocess import read_preprocessed
+from galforge.spectra.preprocess import read_spectra_file
 
 SPEC = ["spec-0266-51602-0001.fits", "spec-0266-51630-0004.fits", "spec-0266-51630-0015.fits",
         "spec-0295-51585-0596.fits", "spec-0280-51612-0117.fits"]
@@ -83,7 +83,7 @@ def test_spectra_archive_path_through_the_cli(tmp_path: Path, monkeypatch) -> No
             assert cli.main([args[0], "--config", cfg, "--no-progress", *args[1:]]) == 0
 
         run("spectra-fetch-gswlc", "--out", str(cache / "gswlc/GSWLC-X2.dat"))
-        run("spectra-fetch-mpajhu-oh", "--out", str(cache / "mpajhu/gal_fiboh_dr7_v5_2.fits.gz"))
+        run("fetch-mpajhu", "--out", str(cache / "mpajhu/gal_fiboh_dr7_v5_2.fits.gz"))
         targets = tmp_path / "targets.parquet"
         run("spectra-targets", "--gswlc", str(cache / "gswlc/GSWLC-X2.dat"), "--out", str(targets))
         t = pd.read_parquet(targets)
@@ -109,9 +109,9 @@ def test_spectra_archive_path_through_the_cli(tmp_path: Path, monkeypatch) -> No
                 "--mpajhu-oh", str(cache / "mpajhu/gal_fiboh_dr7_v5_2.fits.gz"),
                 "--out", str(out), "--rejects", str(rejects)]
     assert cli.main([run_args[0], "--config", cfg, "--no-progress", *run_args[1:]]) == 0
-    data = read_preprocessed(out)
-    assert sorted(data["fiber"].tolist()) == [1, 4] and np.isfinite(data["flux"]).sum() > 0
-    oh_values = dict(zip(data["fiber"].tolist(), data["properties"]["oh_p50"], strict=True))
+    data = read_spectra_file(out)
+    assert sorted(data.fiber.tolist()) == [1, 4] and np.isfinite(data.flux).sum() > 0
+    oh_values = dict(zip(data.fiber.tolist(), data.properties["oh_p50"], strict=True))
     assert oh_values[4] == pytest.approx(8.9, abs=1e-5) and np.isnan(oh_values[1])
     rej = pd.read_csv(rejects, keep_default_na=False)
     assert dict(zip(rej["code"], rej["reason"].str.split(" ").str[0], strict=True)) == {

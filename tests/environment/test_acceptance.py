@@ -30,7 +30,7 @@ from galforge.cosmology import Cosmology
 from galforge.environment.catalog import CatalogSettings, build_catalog
 from galforge.environment.envparams import compute_envparams
 from galforge.environment.footprint import FootprintSettings, build_footprint, select_targets
-from galforge.environment.maps import MapSettings, write_maps
+from galforge.environment.maps import MapSettings, read_maps, write_maps
 from galforge.environment.presets import PRESETS as ENV_PRESETS
 from galforge.environment.training import ranked_latents, train_environment_model
 from galforge.train import load_checkpoint, load_for_inference
@@ -82,9 +82,9 @@ def test_top_latent_tracks_neighbour_count_on_dr7(dr7_vollim, tmp_path):
     params = compute_envparams(
         ra, dec, z, ids, rows, map_settings=map_settings, cosmology=cosmo, progress=False
     )
-    with h5py.File(maps_path, "r") as f:
-        map_ids = f["ids"][...]
-        map_totals = f["maps"][...].sum(axis=(1, 2), dtype=np.int64)
+    written = read_maps(maps_path)
+    map_ids = written["ids"]
+    map_totals = written["maps"].sum(axis=(1, 2), dtype=np.int64)
     np.testing.assert_array_equal(params["id"].to_numpy(), map_ids)
     np.testing.assert_array_equal(params["n_map"].to_numpy(), map_totals)
     assert np.median(map_totals) > 5  # real maps, not trivially empty

@@ -19,7 +19,8 @@ from galforge.config import resolve_config
 from galforge.io import InputError
 from galforge.provenance import Provenance
 from galforge.spectra import figures as F
-from galforge.spectra._testing import make_lowrank_spectra
+from galforge.spectra._testing import make_lowrank_spectra, write_preprocessed
+from galforge.spectra.analysis import AnalysisArrays, write_analysis_arrays
 from galforge.spectra.figure_set import FIGURES, TRUTH_FIGURE, make_figures
 
 PLANTED = ("log_age", "log_ssfr", "log_u", "a_v")
@@ -79,12 +80,8 @@ def write_inputs(tmp: Path, *, n_d: int = 3, cvae: bool = True, truth: bool = Tr
     paths = {k: tmp / v for k, v in dict(
         spectra="spectra.h5", catalog="catalog.parquet", bic="bic.csv", pca="pca_variance.csv",
         mi="mi.csv", analysis="analysis.h5").items()}
-    with h5py.File(paths["spectra"], "w") as f:
-        f["wave"], f["flux"], f["key"] = wave, flux, sim["key"]
-        f["plate"], f["mjd"], f["fiber"] = sim["plate"], sim["mjd"], sim["fiber"]
-        f["z"] = rng.uniform(0.02, 0.1, N_SPEC)
-        for k, v in props.items():
-            f[f"properties/{k}"] = v
+    write_preprocessed(paths["spectra"], {**sim, "z": rng.uniform(0.02, 0.1, N_SPEC),
+                                          "properties": props})
     d = fac[:, :n_d] * np.linspace(2.0, 0.7, n_d) + 0.1 * rng.standard_normal((N_SPEC, n_d))
     cat = pd.DataFrame({"key": sim["key"], "plate": sim["plate"], "mjd": sim["mjd"],
                         "fiber": sim["fiber"]})
@@ -107,30 +104,25 @@ def write_inputs(tmp: Path, *, n_d: int = 3, cvae: bool = True, truth: bool = Tr
     # sweeps: noiseless spectra nearest to quantiles of each factor
     order = [np.argsort(fac[:, i])[np.linspace(10, N_SPEC - 10, N_STEPS).astype(int)]
              for i in range(n_d)]
-    with h5py.File(paths["analysis"], "w") as h5:
-        h5.attrs["best_vae"] = "vae-d3"
-        h5.attrs["best_cvae"] = "cvae-ssfr-d2" if cvae else ""
-        h5.attrs["cvae_conditions"] = json.dumps(["log_ssfr"] if cvae else [])
-        h5["wave"] = wave
-        h5["pca/components"], h5["pca/mean"], h5["pca/variance"] = np.eye(n_d), np.zeros(n_d), var
-        h5["sweep/values"] = np.stack([d[o, i] for i, o in enumerate(order)])
-        h5["sweep/spectra"] = np.stack([sim["model"][o] for o in order]).astype(np.float32)
-        if cvae:
-            o = np.argsort(props["log_ssfr"])[np.linspace(10, N_SPEC - 10, N_STEPS).astype(int)]
-            h5["cvae_sweep/log_ssfr/values"] = props["log_ssfr"][o]
-            h5["cvae_sweep/log_ssfr/spectra"] = sim["model"][o].astype(np.float32)
-        g = h5.create_group("shap")
-        bump = np.exp(-0.5 * ((wave[None, :] - np.array([[6564.6], [5008.2], [3728.5]])[:n_d])
-                              / 6.0) ** 2)
-        g["mean_abs"] = 0.01 * bump + 1e-4 * rng.random((n_d, wave.size))
-        rows = np.array([5, 150, 290][:N_EX], dtype=np.int64)
-        g["example_rows"], g["example_flux"] = rows, flux[rows]
-        g["example_values"] = (0.02 * rng.standard_normal((N_EX, 1, 1)) * bump[None]
-                               ).astype(np.float32)
-        g["example_D"] = d[rows]
-        g.attrs["additivity_error"] = 2.3e-4
-        g.attrs["relative_additivity_error"] = 1.1e-3
-        g.attrs["components"] = json.dumps([f"D{i + 1}" for i in range(n_d)])
+    cvae_sweeps = {}
+    if cvae:
+        o = np.argsort(props["log_ssfr"])[np.linspace(10, N_SPEC - 10, N_STEPS).astype(int)]
+        cvae_sweeps["log_ssfr"] = (props["log_ssfr"][o], sim["model"][o])
+    bump = np.exp(-0.5 * ((wave[None, :] - np.array([[6564.6], [5008.2], [3728.5]])[:n_d])
+                          / 6.0) ** 2)
+    mean_abs = 0.01 * bump + 1e-4 * rng.random((n_d, wave.size))
+    rows = np.array([5, 150, 290][:N_EX], dtype=np.int64)
+    write_analysis_arrays(AnalysisArrays(
+        best_vae="vae-d3", best_cvae="cvae-ssfr-d2" if cvae else "", wave=wave,
+        pca_components=np.eye(n_d), pca_mean=np.zeros(n_d), pca_variance=var,
+        sweep_values=np.stack([d[o, i] for i, o in enumerate(order)]),
+        sweep_spectra=np.stack([sim["model"][o] for o in order]), cvae_sweeps=cvae_sweeps,
+        shap_mean_abs=mean_abs, shap_example_rows=rows, shap_example_flux=flux[rows],
+        shap_example_values=0.02 * rng.standard_normal((N_EX, 1, 1)) * bump[None],
+        shap_example_D=d[rows], shap_additivity_error=2.3e-4,
+        shap_relative_additivity_error=1.1e-3,
+        shap_components=[f"D{i + 1}" for i in range(n_d)],
+    ), paths["analysis"])
     metrics = {}
     for mid in bic_frame()["model_id"]:
         mdir = tmp / "models" / mid

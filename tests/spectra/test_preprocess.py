@@ -12,7 +12,6 @@ import json
 import warnings
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pandas as pd
 import pytest
@@ -29,8 +28,8 @@ from galforge.spectra.preprocess import (
     prepare_spectra,
     prepare_spectrum,
     preprocess_shard,
-    read_preprocessed,
     read_shard_rejects,
+    read_spectra_file,
 )
 from galforge.spectra.readers import read_spectrum
 
@@ -227,32 +226,33 @@ def test_shards_merge_and_infill_end_to_end(tmp_path):
     assert any("normalisation window" in r for r in rej["reason"])
     assert any("not downloaded" in r for r in rej["reason"])
     assert len(pd.read_csv(tmp_path / "rejects-1.csv")) == 2
-    shard = read_preprocessed(tmp_path / "shard-0.h5")
-    assert np.isnan(shard["flux"][shard["mask"]]).all()
+    shard = read_spectra_file(tmp_path / "shard-0.h5", mask=True)
+    assert np.isnan(shard.flux[shard.mask]).all()
+    assert list(s2["rejects"].columns) == ["key", "path", "reason"] and len(s2["rejects"]) == 2
 
     summary = merge_and_infill([tmp_path / "shard-0.h5", tmp_path / "shard-1.h5"], s,
                                tmp_path / "spectra.h5", progress=False)
     assert summary["n_spectra"] == 24 and 0 < summary["masked_fraction"] < 0.2
-    d = read_preprocessed(tmp_path / "spectra.h5")
-    assert d["flux"].shape == d["weight"].shape == d["mask"].shape == (24, 4000)
-    assert d["flux"].dtype == np.float32 and d["mask"].dtype == bool
-    assert np.all(np.isfinite(d["flux"])) and np.all(np.isfinite(d["weight"]))
-    assert np.all(d["weight"][d["mask"]] == 0) and np.all(d["weight"][~d["mask"]] > 0)
-    np.testing.assert_allclose(d["wave"], s.wave)
+    d = read_spectra_file(tmp_path / "spectra.h5", mask=True)
+    assert d.flux.shape == d.weight.shape == d.mask.shape == (24, 4000)
+    assert d.flux.dtype == np.float32 and d.mask.dtype == bool
+    assert np.all(np.isfinite(d.flux)) and np.all(np.isfinite(d.weight))
+    assert np.all(d.weight[d.mask] == 0) and np.all(d.weight[~d.mask] > 0)
+    np.testing.assert_allclose(d.wave, s.wave)
     # observed pixels are the shard's values; rows keep their keys and properties
-    first = read_preprocessed(tmp_path / "shard-0.h5")
-    ok = ~first["mask"]
-    np.testing.assert_array_equal(d["flux"][:12][ok], first["flux"][ok])
+    first = read_spectra_file(tmp_path / "shard-0.h5", mask=True)
+    ok = ~first.mask
+    np.testing.assert_array_equal(d.flux[:12][ok], first.flux[ok])
     by_key = props.set_index("key")
-    np.testing.assert_allclose(d["properties"]["log_mstar"], by_key.loc[d["key"], "log_mstar"])
-    np.testing.assert_allclose(d["z"], by_key.loc[d["key"], "z"], rtol=1e-6)
-    attrs = d["attrs"]
+    np.testing.assert_allclose(d.properties["log_mstar"], by_key.loc[d.key, "log_mstar"])
+    np.testing.assert_allclose(d.z, by_key.loc[d.key, "z"], rtol=1e-6)
+    attrs = d.attrs
     assert attrs["kind"] == "spectra" and list(attrs["norm_window"]) == [5300.0, 5850.0]
     assert PreprocessSettings.from_dict(json.loads(attrs["settings"])) == s
     assert json.loads(attrs["infill"])["n_components"] == 3
     # the planted line (rest Hα) sits at its pixel in the merged file
     ha = int(np.argmin(np.abs(s.wave - HALPHA)))
-    peaks = np.argmax(np.where(d["mask"], -np.inf, d["flux"])[:, ha - 20: ha + 21], axis=1)
+    peaks = np.argmax(np.where(d.mask, -np.inf, d.flux)[:, ha - 20: ha + 21], axis=1)
     assert np.all(np.abs(peaks - 20) <= 1)
 
 
@@ -331,17 +331,16 @@ def test_real_spectra_pass_preprocessing_without_nan(tmp_path):
     summary = preprocess_shard(paths, props, s, tmp_path / "shard.h5", progress=False)
     assert summary["n_written"] == len(REAL_FILES) and summary["n_rejected"] == 0
     merge_and_infill([tmp_path / "shard.h5"], s, tmp_path / "spectra.h5", progress=False)
-    d = read_preprocessed(tmp_path / "spectra.h5")
+    d = read_spectra_file(tmp_path / "spectra.h5", mask=True)
     for name in ("flux", "weight", "z", "norm"):
-        assert np.all(np.isfinite(d[name])), name
-    assert d["mask"].any(1).all() and (~d["mask"]).sum(1).min() > 0.8 * 4000
+        assert np.all(np.isfinite(getattr(d, name))), name
+    assert d.mask.any(1).all() and (~d.mask).sum(1).min() > 0.8 * 4000
     # normalisation: median of the good pixels in the window is 1
-    w = (d["wave"] >= 5300) & (d["wave"] <= 5850)
+    w = (d.wave >= 5300) & (d.wave <= 5850)
     for i in range(len(spectra)):
-        good = ~d["mask"][i] & w
-        assert np.median(d["flux"][i][good]) == pytest.approx(1.0, rel=1e-6)
-    with h5py.File(tmp_path / "spectra.h5") as h5:
-        assert h5.attrs["kind"] == "spectra"
+        good = ~d.mask[i] & w
+        assert np.median(d.flux[i][good]) == pytest.approx(1.0, rel=1e-6)
+    assert d.attrs["kind"] == "spectra"
 
 
 @pytest.mark.archive

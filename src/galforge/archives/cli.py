@@ -14,14 +14,18 @@ __all__ = ["mpajhu_url", "register"]
 
 
 def mpajhu_url(filename: str) -> str:
-    """The MPA-JHU DR7 release URL of ``filename`` (one of the files the studies read)."""
-    from galforge.archives.sdss import MPAJHU_DR7_BASE_URL, MPAJHU_DR7_FILES, MPAJHU_DR7_OH_FILES
+    """The download URL of ``filename``, one of the MPA-JHU DR7 release files the studies read
+    (:data:`~galforge.archives.sdss.MPAJHU_DR7_URLS`, :data:`~galforge.archives.sdss.MPAJHU_DR7_OH_URLS`)."""
+    from galforge.archives import sdss
 
-    known = sorted({*MPAJHU_DR7_FILES.values(), *MPAJHU_DR7_OH_FILES.values()})
-    if filename not in known:
+    urls = {}
+    for files, links in ((sdss.MPAJHU_DR7_FILES, sdss.MPAJHU_DR7_URLS),
+                         (sdss.MPAJHU_DR7_OH_FILES, sdss.MPAJHU_DR7_OH_URLS)):
+        urls.update({files[k]: links[k] for k in files})
+    if filename not in urls:
         raise InputError(f"{filename}: not an MPA-JHU DR7 file galforge reads "
-                         f"(known: {', '.join(known)})")
-    return MPAJHU_DR7_BASE_URL + filename
+                         f"(known: {', '.join(sorted(urls))})")
+    return urls[filename]
 
 
 def _fetch_mpajhu(args: argparse.Namespace, cfg: dict[str, Any]) -> None:

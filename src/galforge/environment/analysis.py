@@ -14,13 +14,17 @@ galaxy properties shows up with the right sign.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from galforge.environment.settings import StatsSettings
+from galforge.io import InputError, read_parquet, write_json, write_parquet
 from galforge.stats import correlation_table, spearman
 
 log = logging.getLogger("galforge.environment")
@@ -31,6 +35,32 @@ ENV_PARAMS: tuple[str, ...] = ("log_sigma_5", "d_nn", "n_r1", "n_r2", "n_r5", "n
 GALAXY_PROPS: tuple[str, ...] = ("Mr", "log_mstar", "log_sfr", "log_ssfr", "g_r")
 #: The mock's planted sign of d(property)/d(local density) (see galforge.mock.environment).
 PLANTED_SIGNS: dict[str, int] = {"log_mstar": +1, "g_r": +1, "log_ssfr": -1}
+
+
+def write_latents(table: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Write the ranked latents (``id``, ``z1..zK``, ``logvar1..K``) as Parquet."""
+    write_parquet(table, path)
+
+
+def read_latents(path: str | os.PathLike) -> pd.DataFrame:
+    """The ranked latents written by :func:`write_latents`."""
+    return read_parquet(path, "latents", ("id", "z1"))
+
+
+def write_latent_kl(kl_ranked: np.ndarray, order: np.ndarray, path: str | os.PathLike) -> None:
+    """Write the mean KL of each ranked latent and the ranking (model index per rank) as JSON."""
+    write_json({"kl_ranked": np.asarray(kl_ranked).tolist(), "order": np.asarray(order).tolist()},
+               path)
+
+
+def read_latent_kl(path: str | os.PathLike) -> tuple[np.ndarray, list[int]]:
+    """The ranked mean KL and the ranking written by :func:`write_latent_kl`."""
+    path = Path(path)
+    try:
+        info = json.loads(path.read_text())
+        return np.asarray(info["kl_ranked"]), [int(i) for i in info["order"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"{path}: not a latent KL file ({exc})") from None
 
 
 def join_tables(latents: pd.DataFrame, envparams: pd.DataFrame, catalog: pd.DataFrame) -> pd.DataFrame:

@@ -25,7 +25,7 @@ import pandas as pd
 from galforge.archives.formats import SDSS_GALAXY_COLUMNS, SDSS_MISSING, SDSS_PROPERTY_COLUMNS
 from galforge.cosmology import Cosmology
 from galforge.environment.settings import CatalogSettings
-from galforge.io import InputError, atomic_path
+from galforge.io import InputError, read_parquet, write_parquet
 from galforge.photometry import absolute_mag_r
 
 log = logging.getLogger("galforge.environment")
@@ -225,5 +225,9 @@ def build_catalog(
 
 def write_catalog(df: pd.DataFrame, path: str | Path) -> None:
     """Write the canonical catalog as Parquet, atomically."""
-    with atomic_path(path) as tmp:
-        df.to_parquet(tmp, index=False)
+    write_parquet(df, path)
+
+
+def read_catalog(path: str | Path) -> pd.DataFrame:
+    """The canonical catalog written by :func:`write_catalog` (``id, ra, dec, z`` and properties)."""
+    return read_parquet(path, "catalog", ("id", "ra", "dec", "z"))

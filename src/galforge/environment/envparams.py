@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from typing import Any
 
@@ -46,6 +47,7 @@ from galforge.environment.maps import (
     square_pixels,
 )
 from galforge.environment.settings import EnvParamsSettings, aperture_column
+from galforge.io import read_parquet, write_parquet
 
 logger = logging.getLogger("galforge.environment")
 
@@ -129,3 +131,14 @@ def envparams_for_catalog(
         int(np.isnan(dist[n_list[0]]).sum()), n_list[0], time.perf_counter() - t0,
     )
     return df
+
+
+def write_envparams(params: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Write the environment parameters (one row per target, maps-file order) as Parquet."""
+    write_parquet(params, path)
+
+
+def read_envparams(path: str | os.PathLike) -> pd.DataFrame:
+    """The environment parameters written by :func:`write_envparams`."""
+    return read_parquet(path, "environment parameters", ("id", "n_map"))
+

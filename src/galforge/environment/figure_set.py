@@ -6,7 +6,6 @@ the configuration hash and the code version (:func:`galforge.figures.save_figure
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -50,10 +49,13 @@ def make_figures(
     truth: str | None = None,
 ) -> list[Path]:
     """Write every figure into ``outdir``; returns the paths written."""
-    import h5py
     import torch
 
     from galforge.environment import figures as F
+    from galforge.environment.analysis import read_latent_kl, read_latents
+    from galforge.environment.catalog import read_catalog
+    from galforge.environment.envparams import read_envparams
+    from galforge.environment.maps import read_maps
     from galforge.environment.model import traverse
     from galforge.figures import save_figure
     from galforge.train import load_for_inference
@@ -67,19 +69,16 @@ def make_figures(
 
     maps_cfg = cfg["environment"]["maps"]
     size, dv = float(maps_cfg.get("size_mpc", 10.0)), float(maps_cfg.get("dv_kms", 1000.0))
-    cat = pd.read_parquet(catalog)
-    env = pd.read_parquet(envparams)
-    lat = pd.read_parquet(latents)
-    kl_info = json.loads(Path(kl).read_text())
-    kl_ranked, order = np.asarray(kl_info["kl_ranked"]), list(kl_info["order"])
+    cat = read_catalog(catalog)
+    env = read_envparams(envparams)
+    lat = read_latents(latents)
+    kl_ranked, order = read_latent_kl(kl)
     tables = pd.concat([pd.read_csv(env_table), pd.read_csv(prop_table)], ignore_index=True)
     net, _ = load_for_inference(model)
 
     # Fig 1: one target's sky, its map and the reconstruction
     tid = example_target(env)
-    with h5py.File(maps) as f:
-        row = int(np.flatnonzero(f["ids"][...] == tid)[0])
-        the_map = f["maps"][row].astype(np.float32)
+    the_map = read_maps(maps, ids=[tid])["maps"][0].astype(np.float32)
     with torch.no_grad():
         recon = net(torch.from_numpy(the_map)[None, None])[0][0, 0].numpy()
     t = cat.loc[cat["id"] == tid].iloc[0]

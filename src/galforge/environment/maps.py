@@ -563,14 +563,48 @@ def write_maps(
     return {"path": str(path), "n_targets": nt, "n_neighbours": total, "seconds": elapsed}
 
 
-def read_maps(path: str | Path) -> dict[str, Any]:
-    """Read a maps file written by :func:`write_maps` into memory (small files)."""
+def read_maps(
+    path: str | Path, *, ids: Any = None, min_maps: int = 0
+) -> dict[str, Any]:
+    """Read a maps file written by :func:`write_maps` (the one reader of ``maps.h5``).
+
+    Returns ``maps`` (N, npix, npix) uint16, ``ids`` int64, ``ra``, ``dec``, ``z`` (when the
+    file has them) and ``attrs``. ``ids`` reads only the maps of those targets (in file
+    order; every id must be in the file), without loading the others. Raises
+    :class:`~galforge.io.InputError` on a file that is not a maps file, or that holds
+    fewer than ``min_maps`` maps.
+    """
     import h5py
 
-    with h5py.File(path, "r") as f:
-        out: dict[str, Any] = {k: f[k][()] for k in ("maps", "ids", "ra", "dec", "z")}
-        out["attrs"] = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+    path = Path(path)
+    try:
+        with h5py.File(path, "r") as f:
+            all_ids = f["ids"][...]
+            rows: Any = slice(None)
+            if ids is not None:
+                want = np.asarray(ids, dtype=np.int64).ravel()
+                hit = np.isin(all_ids, want)
+                missing = np.setdiff1d(want, all_ids[hit])
+                if missing.size:
+                    raise InputError(f"{path}: no map of target id {int(missing[0])}")
+                rows = np.flatnonzero(hit)
+            out: dict[str, Any] = {"maps": f["maps"][rows], "ids": all_ids[rows]}
+            for k in ("ra", "dec", "z"):
+                if k in f:
+                    out[k] = f[k][rows]
+            out["attrs"] = {k: (v.decode() if isinstance(v, bytes) else v)
+                            for k, v in f.attrs.items()}
+    except (OSError, KeyError) as exc:
+        raise InputError(f"{path}: not a galforge maps file ({exc})") from None
+    if len(out["maps"]) < min_maps:
+        raise InputError(f"{path}: only {len(out['maps'])} maps; at least {min_maps} are needed")
     return out
+
+
+def read_maps_file(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """The maps and their target ids, at least 10 of them (what training needs): :func:`read_maps`."""
+    out = read_maps(path, min_maps=10)
+    return out["maps"], out["ids"]
 
 
 # --------------------------------------------------------------------------- reference

@@ -222,8 +222,7 @@ class EnvParamsSettings(Settings):
 class EnvironmentModelSettings(Settings):
     """The Poisson VAE (training hyper-parameters live in `train`).
 
-    ``beta`` weights the KL term; with ``kl_warmup_epochs > 0`` the weight rises
-    linearly over the first epochs (:meth:`beta_at`). The other fields are the
+    ``beta`` weights the KL term. The other fields are the
     :class:`~galforge.environment.model.PoissonVAE` constructor arguments
     (:meth:`model_kwargs`).
     """
@@ -244,7 +243,6 @@ class EnvironmentModelSettings(Settings):
     init_rate: float = number(0.01, "Initial decoder output, counts per pixel.", lo=0.0,
                               lo_open=True)
     beta: float = number(1.0, "Weight of the KL term.", lo=0.0)
-    kl_warmup_epochs: int = integer(0, "Epochs of linear KL warm-up (0 = none).", lo=0)
 
     def check(self) -> None:
         if self.npix is not None:
@@ -276,11 +274,6 @@ class EnvironmentModelSettings(Settings):
 
         return PoissonVAE(**self.model_kwargs())
 
-    def beta_at(self, epoch: int) -> float:
-        """KL weight at (0-based) ``epoch``: linear warm-up to ``beta`` over ``kl_warmup_epochs``."""
-        if self.kl_warmup_epochs <= 0:
-            return float(self.beta)
-        return float(self.beta) * min(1.0, (int(epoch) + 1) / self.kl_warmup_epochs)
 
 
 @dataclass(frozen=True)

@@ -9,14 +9,18 @@ by the settings so a killed job resumes, the model file written atomically).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import h5py
 import numpy as np
 import pandas as pd
 
-from galforge.io import InputError
+from galforge.environment.maps import read_maps_file
+
+if TYPE_CHECKING:  # pragma: no cover
+    from galforge.environment.settings import EnvironmentModelSettings
+    from galforge.train.settings import TrainSettings
 
 log = logging.getLogger("galforge.environment")
 
@@ -26,24 +30,12 @@ log = logging.getLogger("galforge.environment")
 SPLIT_SALT = 0x5EED
 
 
-def read_maps_file(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """The maps (N, npix, npix) uint16 and their target ids from a maps HDF5 file."""
-    path = Path(path)
-    try:
-        with h5py.File(path, "r") as f:
-            maps = f["maps"][...]
-            ids = f["ids"][...]
-    except (OSError, KeyError) as exc:
-        raise InputError(f"{path}: not a galforge maps file ({exc})") from None
-    if len(maps) < 10:
-        raise InputError(f"{path}: only {len(maps)} maps; at least 10 are needed to train")
-    return maps, ids
 
 
 def train_environment_model(
     maps_path: str | Path,
-    model_settings: dict[str, Any],
-    train_settings: dict[str, Any],
+    model_settings: EnvironmentModelSettings | Mapping[str, Any],
+    train_settings: TrainSettings | Mapping[str, Any],
     *,
     seed: int,
     val_fraction: float,
@@ -65,11 +57,6 @@ def train_environment_model(
     from galforge.train.job import TrainingJob, run_training_job
 
     msettings = EnvironmentModelSettings.from_dict(model_settings)
-    if msettings.kl_warmup_epochs:
-        raise ValueError(
-            "environment.model.kl_warmup_epochs: a KL warm-up is not supported by the training "
-            "loop yet; set it to 0"
-        )
     maps, ids = read_maps_file(maps_path)
     x = torch.from_numpy(maps.astype(np.float32)).unsqueeze(1)
 

@@ -7,5 +7,5 @@ Modules: :mod:`~galforge.spectra.readers` (DR7 spSpec and DR8+ spec files),
 4000 log-lambda pixels, masks, iterative-PCA infill), :mod:`~galforge.spectra.model`
 (the VAE / CVAE), :mod:`~galforge.spectra.training`, :mod:`~galforge.spectra.bic`,
 :mod:`~galforge.spectra.analysis` (PCA of the latents, MI, SHAP),
-:mod:`~galforge.spectra.study` (the workflow steps) and the figures.
+:mod:`~galforge.spectra.steps` (the workflow steps) and the figures.
 """

@@ -38,15 +38,20 @@ Predictions", NeurIPS. Shrikumar, A., Greenside, P. & Kundaje, A. 2017,
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from galforge.io import InputError, atomic_path, write_parquet
 from galforge.spectra.settings import AnalysisSettings
 from galforge.stats import mutual_info_binned, normalised_mi, spearman
 
@@ -58,6 +63,7 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger("galforge.spectra")
 
 __all__ = [
+    "AnalysisArrays",
     "AnalysisSettings",
     "LatentPCA",
     "ShapResult",
@@ -74,8 +80,12 @@ __all__ = [
     "mean_abs_shap",
     "mi_table",
     "pca_variance_table",
+    "read_analysis_arrays",
+    "read_latent_catalog",
     "shap_values",
     "sweep_values",
+    "write_analysis_arrays",
+    "write_latent_catalog",
 ]
 
 
@@ -565,3 +575,189 @@ def importance_peaks(
             taken.append(int(i))
     return pd.DataFrame({"rank": np.arange(1, len(taken) + 1), "wave": wave[taken],
                          "importance": imp[taken]})
+
+
+# -- files: the latent catalog and the analysis arrays (written by the analysis step) ----------
+def write_latent_catalog(catalog: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Write the per-spectrum catalog of :func:`latent_catalog` as Parquet."""
+    write_parquet(catalog, path)
+
+
+def read_latent_catalog(path: str | os.PathLike, *, all_columns: bool = False
+                        ) -> tuple[pd.DataFrame, list[str]]:
+    """The latent catalog written by :func:`write_latent_catalog` and its ``D`` columns in order.
+
+    Reads ``key`` and ``D1..Dk`` only, unless ``all_columns``. Raises
+    :class:`~galforge.io.InputError` naming the file on a missing file, ``key`` or D column.
+    """
+    import pyarrow.parquet as pq
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"latent catalog not found: {p}")
+    try:
+        names = pq.read_schema(p).names
+    except Exception as exc:  # pyarrow raises several types for a non-Parquet file
+        raise InputError(f"{p}: not a readable Parquet file ({exc})") from None
+    ds = sorted((c for c in names if re.fullmatch(r"D\d+", str(c))), key=lambda c: int(c[1:]))
+    if "key" not in names:
+        raise InputError(f"{p}: column 'key' missing")
+    if not ds:
+        raise InputError(f"{p}: no component columns D1, D2, … (has {', '.join(names)})")
+    return pd.read_parquet(p, columns=None if all_columns else ["key", *ds]), ds
+
+
+@dataclass(frozen=True)
+class AnalysisArrays:
+    """What the figures need from the analysis (``analysis.h5``; one row per D or step).
+
+    ``pca_*``: the rotation of the latent means onto D (:class:`LatentPCA`); ``sweep_values``
+    (k, n_steps) and ``sweep_spectra`` (k, n_steps, npix): decoded spectra along each D;
+    ``cvae_sweeps``: condition → (values, spectra) of the best CVAE (conditions in the
+    model's order); ``shap_*``: the mean |SHAP| per pixel (k, npix) and the examples.
+    """
+
+    best_vae: str
+    best_cvae: str
+    wave: np.ndarray
+    pca_components: np.ndarray | None
+    pca_mean: np.ndarray | None
+    pca_variance: np.ndarray | None
+    sweep_values: np.ndarray
+    sweep_spectra: np.ndarray
+    cvae_sweeps: dict[str, tuple[np.ndarray, np.ndarray]]
+    shap_mean_abs: np.ndarray
+    shap_example_rows: np.ndarray
+    shap_example_flux: np.ndarray
+    shap_example_values: np.ndarray
+    shap_example_D: np.ndarray
+    shap_additivity_error: float
+    shap_relative_additivity_error: float
+    shap_components: list[str]
+
+
+def write_analysis_arrays(a: AnalysisArrays, path: str | os.PathLike) -> None:
+    """Write :class:`AnalysisArrays` into an HDF5 file (atomically)."""
+    import h5py
+
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
+        h5.attrs["best_vae"] = a.best_vae
+        h5.attrs["best_cvae"] = a.best_cvae
+        h5["wave"] = a.wave
+        g = h5.create_group("pca")
+        g["components"], g["mean"], g["variance"] = a.pca_components, a.pca_mean, a.pca_variance
+        g = h5.create_group("sweep")
+        g["values"], g["spectra"] = a.sweep_values, a.sweep_spectra.astype(np.float32)
+        if a.cvae_sweeps:
+            g = h5.create_group("cvae_sweep")
+            for c, (vals, spectra) in a.cvae_sweeps.items():
+                sub = g.create_group(c)
+                sub["values"] = vals
+                sub["spectra"] = spectra.astype(np.float32)
+        h5.attrs["cvae_conditions"] = json.dumps(list(a.cvae_sweeps))
+        g = h5.create_group("shap")
+        g["mean_abs"] = a.shap_mean_abs
+        g["example_rows"] = a.shap_example_rows
+        g["example_flux"] = a.shap_example_flux
+        g["example_values"] = a.shap_example_values.astype(np.float32)
+        g["example_D"] = a.shap_example_D
+        g.attrs["additivity_error"] = a.shap_additivity_error
+        g.attrs["relative_additivity_error"] = a.shap_relative_additivity_error
+        g.attrs["components"] = json.dumps(a.shap_components)
+
+
+def read_analysis_arrays(path: str | os.PathLike) -> AnalysisArrays:
+    """The arrays written by :func:`write_analysis_arrays`, with their shapes checked.
+
+    Raises :class:`~galforge.io.InputError` naming the file and the dataset or attribute
+    that is missing or of the wrong shape.
+    """
+    import h5py
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"analysis arrays not found: {p}")
+    with h5py.File(p, "r") as h5:
+        wave = np.asarray(_dataset(h5, "wave", p), dtype=float).ravel()
+        npix = wave.size
+        sweep_vals = np.asarray(_dataset(h5, "sweep/values", p), dtype=float)
+        sweep_spec = np.asarray(_dataset(h5, "sweep/spectra", p), dtype=np.float32)
+        _check_shape(sweep_vals, (None, None), "sweep/values", p)
+        _check_shape(sweep_spec, (*sweep_vals.shape, npix), "sweep/spectra", p)
+        best_vae = str(_attr(h5, "best_vae", p, ""))
+        best_cvae = str(_attr(h5, "best_cvae", p, ""))
+        conds = _json_attr(h5, "cvae_conditions", p, "[]")
+        cvae: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        if "cvae_sweep" in h5:
+            grp = h5["cvae_sweep"]
+            names = [c for c in conds if c in grp] + sorted(c for c in grp if c not in conds)
+            for c in names:
+                v = np.asarray(_dataset(h5, f"cvae_sweep/{c}/values", p), dtype=float).ravel()
+                s = np.asarray(_dataset(h5, f"cvae_sweep/{c}/spectra", p), dtype=np.float32)
+                _check_shape(s, (v.size, npix), f"cvae_sweep/{c}/spectra", p)
+                cvae[c] = (v, s)
+        pca = {k: (np.asarray(h5[f"pca/{k}"][...]) if f"pca/{k}" in h5 else None)
+               for k in ("components", "mean", "variance")}
+        if "shap" not in h5:
+            raise InputError(f"{p}: group 'shap' missing")
+        g = h5["shap"]
+        mean_abs = np.asarray(_dataset(h5, "shap/mean_abs", p), dtype=float)
+        ex_rows = np.asarray(_dataset(h5, "shap/example_rows", p), dtype=np.int64).ravel()
+        ex_flux = np.asarray(_dataset(h5, "shap/example_flux", p), dtype=float)
+        ex_vals = np.asarray(_dataset(h5, "shap/example_values", p), dtype=float)
+        ex_d = np.asarray(_dataset(h5, "shap/example_D", p), dtype=float)
+        _check_shape(mean_abs, (None, npix), "shap/mean_abs", p)
+        _check_shape(ex_flux, (ex_rows.size, npix), "shap/example_flux", p)
+        _check_shape(ex_vals, (ex_rows.size, mean_abs.shape[0], npix), "shap/example_values", p)
+        _check_shape(ex_d, (ex_rows.size, None), "shap/example_D", p)
+        add_err = float(_attr(g, "additivity_error", p))
+        rel_err = float(_attr(g, "relative_additivity_error", p))
+        shap_names = _json_attr(g, "components", p, "[]") or [
+            f"D{i + 1}" for i in range(mean_abs.shape[0])]
+    return AnalysisArrays(
+        best_vae=best_vae, best_cvae=best_cvae, wave=wave, pca_components=pca["components"],
+        pca_mean=pca["mean"], pca_variance=pca["variance"], sweep_values=sweep_vals,
+        sweep_spectra=sweep_spec, cvae_sweeps=cvae, shap_mean_abs=mean_abs,
+        shap_example_rows=ex_rows, shap_example_flux=ex_flux, shap_example_values=ex_vals,
+        shap_example_D=ex_d, shap_additivity_error=add_err,
+        shap_relative_additivity_error=rel_err, shap_components=list(shap_names),
+    )
+
+
+def _dataset(h5: Any, name: str, path: Path) -> np.ndarray:
+    if name not in h5:
+        raise InputError(f"{path}: dataset {name!r} missing")
+    obj = h5[name]
+    if not hasattr(obj, "shape"):
+        raise InputError(f"{path}: {name!r} is a group, expected a dataset")
+    return obj[...]
+
+
+def _attr(obj: Any, name: str, path: Path, default: Any = None) -> Any:
+    if name not in obj.attrs:
+        if default is not None:
+            return default
+        where = "" if obj.name == "/" else f" of {obj.name!r}"
+        raise InputError(f"{path}: attribute {name!r}{where} missing")
+    v = obj.attrs[name]
+    if isinstance(v, bytes):
+        return v.decode()
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def _json_attr(obj: Any, name: str, path: Path, default: str) -> Any:
+    raw = _attr(obj, name, path, default)
+    try:
+        return json.loads(raw) if str(raw).strip() else json.loads(default)
+    except json.JSONDecodeError:
+        raise InputError(f"{path}: attribute {name!r} is not JSON: {raw!r}") from None
+
+
+def _check_shape(arr: np.ndarray, shape: tuple[int | None, ...], name: str, path: Path) -> None:
+    ok = arr.ndim == len(shape) and all(s is None or a == s for a, s in zip(arr.shape, shape,
+                                                                            strict=True))
+    if not ok:
+        want = "(" + ", ".join("·" if s is None else str(s) for s in shape) + ")"
+        raise InputError(f"{path}: dataset {name!r} has shape {arr.shape}, expected {want}")

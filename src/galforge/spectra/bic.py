@@ -49,6 +49,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -67,10 +68,15 @@ __all__ = [
     "bic_table",
     "evaluate_model",
     "load_evaluations",
+    "read_bic_table",
     "tempered_log_likelihood",
+    "write_bic_table",
     "write_evaluation",
 ]
 
+#: Columns :func:`read_bic_table` needs.
+_READ_COLUMNS: tuple[str, ...] = ("model_id", "kind", "conditions", "latent_dim", "bic",
+                                  "chi2_nu", "best_in_kind")
 #: Columns of :func:`bic_table`, in order.
 BIC_COLUMNS: tuple[str, ...] = (
     "model_id", "kind", "conditions", "latent_dim", "n_conditions", "k", "n", "log_l", "bic",
@@ -123,7 +129,8 @@ def evaluate_model(
     import torch
 
     from galforge.spectra.model import weighted_sq_residuals
-    from galforge.spectra.training import _finite_rows, read_spectra_file, validation_rows
+    from galforge.spectra.preprocess import read_spectra_file
+    from galforge.spectra.training import _finite_rows, validation_rows
     from galforge.train import load_for_inference
     from galforge.train.vae import eval_mode, kl_to_standard_normal
 
@@ -264,6 +271,39 @@ def bic_table(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     df["best_in_group"] = False
     df.loc[df.groupby(["kind", "conditions"])["bic"].idxmin(), "best_in_group"] = True
     return df
+
+
+def write_bic_table(table: pd.DataFrame, csv: str | os.PathLike, md: str | os.PathLike) -> None:
+    """Write the BIC table (:func:`bic_table`) as CSV and as a Markdown table."""
+    from galforge.stats import write_tables
+
+    write_tables(table, csv, md)
+
+
+def read_bic_table(path: str | os.PathLike) -> pd.DataFrame:
+    """The BIC table written by :func:`write_bic_table`.
+
+    VAE conditions read as ``""``; ``latent_dim``, ``bic`` and ``chi2_nu`` as numbers.
+    Raises :class:`~galforge.io.InputError` naming the file on a missing file or column.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"BIC table not found: {path}")
+    try:
+        t = pd.read_csv(path, dtype={"conditions": str, "kind": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not a readable CSV ({exc})") from None
+    missing = [c for c in _READ_COLUMNS if c not in t.columns]
+    if missing:
+        raise InputError(f"{path}: column(s) {', '.join(map(repr, missing))} missing "
+                         f"(has {', '.join(map(str, t.columns))})")
+    t["conditions"] = t["conditions"].fillna("")
+    for col in ("latent_dim", "bic", "chi2_nu"):
+        v = pd.to_numeric(t[col], errors="coerce")
+        if v.isna().all() and len(t):
+            raise InputError(f"{path}: column {col!r} has no numeric value")
+        t[col] = v
+    return t
 
 
 def best_model(table: pd.DataFrame, kind: str = "vae", conditions: str | None = None) -> str:

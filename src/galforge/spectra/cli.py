@@ -1,145 +1,88 @@
-"""``galforge spectra-*`` subcommands (one per workflow rule)."""
+"""``galforge spectra-*`` subcommands (one per workflow rule).
+
+Each handler builds the settings of the sections its step uses from the resolved
+configuration and calls the step of :mod:`galforge.spectra.steps`.
+"""
 
 from __future__ import annotations
 
 import argparse
-import logging
-from pathlib import Path
 from typing import Any
 
-from galforge.io import write_json
+from galforge.spectra import steps
+from galforge.spectra.settings import SpectraSettings
 
-log = logging.getLogger("galforge.spectra")
+
+def _settings(cfg: dict[str, Any]) -> SpectraSettings:
+    """The study's typed settings (the resolved configuration's ``spectra`` section)."""
+    return SpectraSettings.from_dict(cfg["spectra"])
 
 
 def _mock(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     from galforge.cosmology import Cosmology
-    from galforge.mock.spectra import MockSpectraSettings, write_spectra_mock
-    from galforge.spectra.study import mock_manifests
 
-    spec = cfg["spectra"]
-    settings = MockSpectraSettings.from_dict(spec["mock"])
-    summary = write_spectra_mock(settings, args.root, seed=cfg["seed"],
-                                 progress=not args.no_progress,
-                                 cosmology=Cosmology(Om0=cfg["cosmology"]["Om0"]))
-    mock_manifests(args.root, spec["mock_shards"], args.manifests)
-    log.info("spectra mock: %d spectra, %d selectable galaxies, planted %s",
-             summary["n_spectra"], summary["n_selectable"], summary["planted_parameters"])
+    s = _settings(cfg)
+    steps.mock(args.root, args.manifests, settings=s.mock, n_shards=s.mock_shards,
+               seed=cfg["seed"],
+               cosmology=Cosmology(Om0=cfg["cosmology"]["Om0"]), progress=not args.no_progress)
 
 
 def _fetch_gswlc(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
-    from galforge.archives import gswlc
-    from galforge.archives.download import DownloadOptions
-
-    gswlc.fetch_gswlc(args.out, url=gswlc.GSWLC_X2_URL,
-                      options=DownloadOptions(progress=not args.no_progress))
-
-
-def _fetch_mpajhu_oh(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
-    from galforge.archives.download import DownloadOptions, download
-    from galforge.archives.sdss import MPAJHU_DR7_OH_URLS
-
-    download(MPAJHU_DR7_OH_URLS["fiboh"], Path(args.out),
-             options=DownloadOptions(progress=not args.no_progress))
+    steps.fetch_gswlc(args.out, progress=not args.no_progress)
 
 
 def _targets(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
-    from galforge.io import atomic_path
-    from galforge.spectra.study import build_targets
-
-    spec = cfg["spectra"]
-    t = build_targets(args.gswlc, spec["selection"], spec["archive"]["max_spectra"])
-    with atomic_path(args.out) as tmp:
-        t.to_parquet(tmp, index=False)
+    s = _settings(cfg)
+    steps.targets(args.gswlc, args.out, selection=s.selection,
+                  max_spectra=s.archive.max_spectra)
 
 
 def _fetch(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
-    import pandas as pd
-
-    from galforge.archives.download import DownloadOptions
-    from galforge.archives.sdss_spectra import fetch_spectra_shard
-
-    arch = cfg["spectra"]["archive"]
-    fetch_spectra_shard(
-        pd.read_parquet(args.targets), int(args.shard), arch["n_shards"], args.dest,
-        fmt=arch["spectra_format"], base_url=arch["base_url"], manifest_path=args.manifest,
-        max_missing=arch["max_missing"], options=DownloadOptions(progress=False),
-        progress=not args.no_progress,
-    )
+    archive = _settings(cfg).archive
+    steps.fetch(args.targets, args.manifest, shard=args.shard, n_shards=archive.n_shards,
+                dest=args.dest, spectra_format=archive.spectra_format,
+                base_url=archive.base_url, max_missing=archive.max_missing,
+                progress=not args.no_progress)
 
 
 def _preprocess_shard(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
-    from galforge.spectra.study import preprocess_shard_files
-
-    spec = cfg["spectra"]
-    summary = preprocess_shard_files(
-        args.manifest, args.gswlc, args.mpajhu_info, args.mpajhu_oh, spec["selection"],
-        spec["preprocess"], args.out, args.rejects, progress=not args.no_progress,
-    )
-    log.info("shard: %s", summary)
+    s = _settings(cfg)
+    steps.preprocess_shard(args.manifest, args.gswlc, args.mpajhu_info, args.mpajhu_oh, args.out,
+                           args.rejects, selection=s.selection, preprocess=s.preprocess,
+                           progress=not args.no_progress)
 
 
 def _preprocess(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
-    from galforge.io import InputError
-    from galforge.spectra.study import merge_shards
-
-    if len(args.shards) != len(args.shard_rejects):
-        raise InputError("--shards and --shard-rejects must list the same number of files")
-    report = merge_shards(args.shards, args.shard_rejects, cfg["spectra"]["preprocess"],
-                          args.out, args.rejects, args.report, progress=not args.no_progress)
-    log.info("preprocessing: %s", report)
+    settings = _settings(cfg).preprocess
+    steps.preprocess(args.shards, args.shard_rejects, args.out, args.rejects, args.report,
+                     settings=settings, progress=not args.no_progress)
 
 
 def _train(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
-    from galforge.spectra.bic import evaluate_model, write_evaluation
-    from galforge.spectra.settings import SpectraModelSettings
-    from galforge.spectra.training import train_spectra_model
-
-    spec = cfg["spectra"]
-    settings = SpectraModelSettings.from_model_id(args.model_id, spec["model"])
-    summary = train_spectra_model(
-        args.spectra, settings, spec["train"], seed=cfg["seed"],
-        val_fraction=spec["split"]["val_fraction"], out_model=args.model,
-        out_metrics=args.metrics, workroot=args.workdir, progress=not args.no_progress,
-        run_config=cfg,
-    )
-    write_json(summary, args.summary)
-    # the held-out evaluation of the BIC, from the model file alone (as any later reader would)
-    ev = evaluate_model(args.model, args.spectra)
-    write_evaluation(ev, args.evaluation)
-    log.info("%s: n=%d, ln L=%.2f, BIC=%.2f, chi2_nu=%.4f", ev["model_id"], ev["n"], ev["log_l"],
-             ev["bic"], ev["chi2_nu"])
+    s = _settings(cfg)
+    steps.train(args.spectra, args.model, args.metrics, args.summary, args.evaluation,
+                args.workdir, settings=s.model.for_model(args.model_id),
+                train_settings=s.train, seed=cfg["seed"], val_fraction=s.split.val_fraction, run_config=cfg, progress=not args.no_progress)
 
 
 def _bic(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
-    from galforge.spectra.bic import bic_table, load_evaluations
-    from galforge.stats import write_tables
-
-    table = bic_table(load_evaluations(args.evaluations))
-    write_tables(table, args.out, args.out_md)
-    best = table[table["best_in_kind"]]
-    log.info("lowest BIC: %s", dict(zip(best["kind"], best["model_id"], strict=True)))
+    steps.bic(args.evaluations, args.out, args.out_md)
 
 
 def _analysis(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
-    from galforge.spectra.study import run_analysis
-
-    run_analysis(
-        spectra=args.spectra, bic=args.bic, models=args.models,
-        analysis=cfg["spectra"]["analysis"], seed=cfg["seed"], catalog_out=args.catalog,
-        pca_out=args.pca, mi_out=args.mi, shap_out=args.shap, arrays_out=args.arrays,
-        truth_out=args.truth_report, source=cfg["source"], truth=args.truth,
+    settings = _settings(cfg).analysis
+    steps.analysis(
+        args.spectra, args.bic, args.models, catalog_out=args.catalog, pca_out=args.pca,
+        mi_out=args.mi, shap_out=args.shap, arrays_out=args.arrays, truth_out=args.truth_report,
+        settings=settings, seed=cfg["seed"], source=cfg["source"], truth=args.truth,
         progress=not args.no_progress,
     )
 
 
 def _figures(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
-    from galforge.spectra.figure_set import make_figures
-
-    metrics = {Path(p).parent.name: p for p in args.metrics}
-    make_figures(spectra=args.spectra, catalog=args.catalog, bic=args.bic, pca=args.pca,
-                 mi=args.mi, analysis=args.arrays, metrics=metrics, outdir=args.outdir,
-                 cfg=cfg, truth=args.truth)
+    steps.figures(spectra=args.spectra, catalog=args.catalog, bic=args.bic, pca=args.pca,
+                  mi=args.mi, arrays=args.arrays, metrics=args.metrics, outdir=args.outdir,
+                  cfg=cfg, truth=args.truth)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -155,10 +98,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = add_command(sub, "spectra-fetch-gswlc", _fetch_gswlc,
                     "download the GSWLC-X2 catalogue (network)")
     p.add_argument("--out", required=True, help="output file (GSWLC-X2.dat)")
-
-    p = add_command(sub, "spectra-fetch-mpajhu-oh", _fetch_mpajhu_oh,
-                    "download the MPA-JHU DR7 fibre metallicities (network)")
-    p.add_argument("--out", required=True, help="output gal_fiboh_dr7_v5_2.fits.gz")
 
     p = add_command(sub, "spectra-targets", _targets,
                     "the spectra to download: GSWLC galaxies in the redshift range")

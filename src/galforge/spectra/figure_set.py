@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -45,7 +44,6 @@ TRUTH_FIGURE = "truth_recovery"
 #: Properties shown over the latent plane in Fig 1 (``properties/<name>`` of the spectra file).
 FIG1_PROPERTIES: tuple[str, ...] = ("log_mstar", "log_sfr", "log_ssfr")
 
-_BIC_COLUMNS = ("model_id", "kind", "conditions", "latent_dim", "bic", "chi2_nu", "best_in_kind")
 _PLANTED_KEY = b"galforge.planted_parameters"
 
 
@@ -74,90 +72,16 @@ def _read_csv(path: str | os.PathLike, what: str, cols: Iterable[str], **kw: Any
     return df
 
 
-def _dataset(h5: Any, name: str, path: Path) -> np.ndarray:
-    if name not in h5:
-        raise InputError(f"{path}: dataset {name!r} missing")
-    obj = h5[name]
-    if not hasattr(obj, "shape"):
-        raise InputError(f"{path}: {name!r} is a group, expected a dataset")
-    return obj[...]
-
-
-def _attr(obj: Any, name: str, path: Path, default: Any = None) -> Any:
-    if name not in obj.attrs:
-        if default is not None:
-            return default
-        where = "" if obj.name == "/" else f" of {obj.name!r}"
-        raise InputError(f"{path}: attribute {name!r}{where} missing")
-    v = obj.attrs[name]
-    if isinstance(v, bytes):
-        return v.decode()
-    if isinstance(v, np.generic):
-        return v.item()
-    return v
-
-
-def _json_attr(obj: Any, name: str, path: Path, default: str) -> Any:
-    raw = _attr(obj, name, path, default)
-    try:
-        return json.loads(raw) if str(raw).strip() else json.loads(default)
-    except json.JSONDecodeError:
-        raise InputError(f"{path}: attribute {name!r} is not JSON: {raw!r}") from None
-
-
-def _component_columns(columns: Iterable[str]) -> list[str]:
-    ds = [c for c in columns if re.fullmatch(r"D\d+", str(c))]
-    return sorted(ds, key=lambda c: int(c[1:]))
-
-
-def _check_shape(arr: np.ndarray, shape: tuple[int | None, ...], name: str, path: Path) -> None:
-    ok = arr.ndim == len(shape) and all(s is None or a == s for a, s in zip(arr.shape, shape,
-                                                                            strict=True))
-    if not ok:
-        want = "(" + ", ".join("·" if s is None else str(s) for s in shape) + ")"
-        raise InputError(f"{path}: dataset {name!r} has shape {arr.shape}, expected {want}")
-
-
 def _read_spectra(path: str | os.PathLike) -> dict[str, Any]:
-    import h5py
+    from galforge.spectra.preprocess import read_spectra_file
 
     p = _need_file(path, "spectra file")
-    with h5py.File(p, "r") as f:
-        wave = np.asarray(_dataset(f, "wave", p), dtype=float)
-        key = np.asarray(_dataset(f, "key", p), dtype=np.int64)
-        props = {}
-        for name in FIG1_PROPERTIES:
-            arr = np.asarray(_dataset(f, f"properties/{name}", p), dtype=float)
-            _check_shape(arr, (len(key),), f"properties/{name}", p)
-            props[name] = arr
-    return {"path": p, "wave": wave, "key": key, "properties": props}
-
-
-def _read_catalog(path: str | os.PathLike) -> tuple[pd.DataFrame, list[str], Path]:
-    import pyarrow.parquet as pq
-
-    p = _need_file(path, "latent catalog")
-    try:
-        names = pq.read_schema(p).names
-    except Exception as exc:  # pyarrow raises several types for a non-Parquet file
-        raise InputError(f"{p}: not a readable Parquet file ({exc})") from None
-    ds = _component_columns(names)
-    if "key" not in names:
-        raise InputError(f"{p}: column 'key' missing")
-    if not ds:
-        raise InputError(f"{p}: no component columns D1, D2, … (has {', '.join(names)})")
-    return pd.read_parquet(p, columns=["key", *ds]), ds, p
-
-
-def _read_bic(path: str | os.PathLike) -> pd.DataFrame:
-    df = _read_csv(path, "BIC table", _BIC_COLUMNS, dtype={"conditions": str, "kind": str})
-    df["conditions"] = df["conditions"].fillna("")
-    for col in ("latent_dim", "bic", "chi2_nu"):
-        v = pd.to_numeric(df[col], errors="coerce")
-        if v.isna().all() and len(df):
-            raise InputError(f"{path}: column {col!r} has no numeric value")
-        df[col] = v
-    return df
+    data = read_spectra_file(p, arrays=False)
+    missing = [n for n in FIG1_PROPERTIES if n not in data.properties]
+    if missing:
+        raise InputError(f"{p}: dataset 'properties/{missing[0]}' missing")
+    props = {n: data.properties[n] for n in FIG1_PROPERTIES}
+    return {"path": p, "wave": data.wave, "key": data.key, "properties": props}
 
 
 def _read_truth(path: str | os.PathLike) -> tuple[pd.DataFrame, list[str], int]:
@@ -220,11 +144,14 @@ def make_figures(
     truth : path, optional
         The mock's truth table (Parquet with ``galforge.planted_parameters`` metadata).
     """
-    import h5py
-
     from galforge.figures import save_figure, style
     from galforge.spectra import figures as F
-    from galforge.spectra.analysis import AnalysisSettings
+    from galforge.spectra.analysis import (
+        AnalysisSettings,
+        read_analysis_arrays,
+        read_latent_catalog,
+    )
+    from galforge.spectra.bic import read_bic_table
 
     section = cfg.get("spectra") or {}
     settings = AnalysisSettings.from_dict(section.get("analysis") or {})
@@ -237,13 +164,14 @@ def make_figures(
 
     # ---- read everything first: a bad input fails before any figure is written
     spec = _read_spectra(spectra)
-    cat, ds, cat_path = _read_catalog(catalog)
+    cat_path = Path(catalog)
+    cat, ds = read_latent_catalog(cat_path)
     if len(cat) != len(spec["key"]):
         raise InputError(f"{cat_path}: {len(cat)} rows but {spec['path']} holds "
                          f"{len(spec['key'])} spectra")
     if not np.array_equal(cat["key"].to_numpy(np.int64), spec["key"]):
         raise InputError(f"{cat_path}: column 'key' is not in the order of {spec['path']}")
-    bic_t = _read_bic(bic)
+    bic_t = read_bic_table(bic)
     pca_t = _read_csv(pca, "PCA variance table", ("component", "fraction"))
     mi_path = Path(mi)
     mi_t = _read_csv(mi, "MI table", ("component", "property", "nmi"))
@@ -252,42 +180,15 @@ def make_figures(
         metric_frames[str(mid)] = _read_csv(mpath, f"metrics of {mid}", ("epoch",))
     truth_info = _read_truth(truth) if truth is not None else None
 
-    a_path = _need_file(analysis, "analysis arrays")
-    with h5py.File(a_path, "r") as h5:
-        wave = np.asarray(_dataset(h5, "wave", a_path), dtype=float).ravel()
-        npix = wave.size
-        sweep_vals = np.asarray(_dataset(h5, "sweep/values", a_path), dtype=float)
-        sweep_spec = np.asarray(_dataset(h5, "sweep/spectra", a_path), dtype=np.float32)
-        _check_shape(sweep_vals, (None, None), "sweep/values", a_path)
-        _check_shape(sweep_spec, (*sweep_vals.shape, npix), "sweep/spectra", a_path)
-        best_cvae = str(_attr(h5, "best_cvae", a_path, ""))
-        conds = _json_attr(h5, "cvae_conditions", a_path, "[]")
-        cvae: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        if "cvae_sweep" in h5:
-            grp = h5["cvae_sweep"]
-            names = [c for c in conds if c in grp] + sorted(c for c in grp if c not in conds)
-            for c in names:
-                v = np.asarray(_dataset(h5, f"cvae_sweep/{c}/values", a_path), dtype=float).ravel()
-                s = np.asarray(_dataset(h5, f"cvae_sweep/{c}/spectra", a_path), dtype=np.float32)
-                _check_shape(s, (v.size, npix), f"cvae_sweep/{c}/spectra", a_path)
-                cvae[c] = (v, s)
-        if "shap" not in h5:
-            raise InputError(f"{a_path}: group 'shap' missing")
-        g = h5["shap"]
-        mean_abs = np.asarray(_dataset(h5, "shap/mean_abs", a_path), dtype=float)
-        ex_rows = np.asarray(_dataset(h5, "shap/example_rows", a_path), dtype=np.int64).ravel()
-        ex_flux = np.asarray(_dataset(h5, "shap/example_flux", a_path), dtype=float)
-        ex_vals = np.asarray(_dataset(h5, "shap/example_values", a_path), dtype=float)
-        ex_d = np.asarray(_dataset(h5, "shap/example_D", a_path), dtype=float)
-        _check_shape(mean_abs, (None, npix), "shap/mean_abs", a_path)
-        _check_shape(ex_flux, (ex_rows.size, npix), "shap/example_flux", a_path)
-        _check_shape(ex_vals, (ex_rows.size, mean_abs.shape[0], npix), "shap/example_values",
-                     a_path)
-        _check_shape(ex_d, (ex_rows.size, None), "shap/example_D", a_path)
-        add_err = float(_attr(g, "additivity_error", a_path))
-        rel_err = float(_attr(g, "relative_additivity_error", a_path))
-        shap_names = _json_attr(g, "components", a_path, "[]") or [
-            f"D{i + 1}" for i in range(mean_abs.shape[0])]
+    arr = read_analysis_arrays(analysis)
+    a_path = Path(analysis)
+    wave, npix = arr.wave, arr.wave.size
+    sweep_vals, sweep_spec = arr.sweep_values, arr.sweep_spectra
+    best_cvae, cvae = arr.best_cvae, arr.cvae_sweeps
+    mean_abs, ex_rows, ex_flux = arr.shap_mean_abs, arr.shap_example_rows, arr.shap_example_flux
+    ex_vals, ex_d = arr.shap_example_values, arr.shap_example_D
+    add_err, rel_err = arr.shap_additivity_error, arr.shap_relative_additivity_error
+    shap_names = arr.shap_components
     if spec["wave"].size != npix:
         raise InputError(f"{a_path}: {npix} wavelengths but {spec['path']} has "
                          f"{spec['wave'].size}")

@@ -70,7 +70,7 @@ import math
 import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -103,7 +103,8 @@ __all__ = [
     "prepare_spectra",
     "prepare_spectrum",
     "preprocess_shard",
-    "read_preprocessed",
+    "SpectraFile",
+    "read_spectra_file",
     "read_shard_rejects",
 ]
 
@@ -485,7 +486,9 @@ def preprocess_shard(
     Returns
     -------
     dict
-        ``n_files``, ``n_written``, ``n_rejected``, ``n_not_selected``, ``seconds``.
+        ``n_files``, ``n_written``, ``n_rejected``, ``n_not_selected``, ``seconds``, and
+        ``rejects``: the rejected spectra (a DataFrame ``key, path, reason``, as written
+        into the shard's ``rejects`` group and ``rejects_dest``).
 
     Raises
     ------
@@ -580,7 +583,7 @@ def preprocess_shard(
     log.info("preprocess shard %s: %d files, %d written, %d rejected, %d not selected "
              "(%.1f s)", dest, summary["n_files"], n_written, len(rejects), n_not_selected,
              summary["seconds"])
-    return summary
+    return {**summary, "rejects": rej}
 
 
 def read_shard_rejects(shard_paths: Iterable[str | os.PathLike]) -> Any:
@@ -760,17 +763,117 @@ def merge_and_infill(
     return summary
 
 
-def read_preprocessed(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a preprocessed (or shard) HDF5 into memory: datasets, ``properties``, attrs."""
+@dataclass(frozen=True)
+class SpectraFile:
+    """The arrays of a preprocessed spectra file (rows in file order).
+
+    ``flux``/``weight`` are float32 (N, npix); ``conditions`` (N, n_cond) float64 in the
+    order asked for (empty second axis without conditions); ``properties`` holds every
+    ``properties/<name>`` column of the file. ``mask`` (N, npix) bool is read only when
+    asked for; ``z``, ``norm``, ``good_fraction`` are None in a file without them; ``attrs``
+    holds the file's attributes (``kind``, ``settings``, ...).
+    """
+
+    path: Path
+    wave: np.ndarray
+    flux: np.ndarray | None
+    weight: np.ndarray | None
+    key: np.ndarray
+    plate: np.ndarray
+    mjd: np.ndarray
+    fiber: np.ndarray
+    conditions: np.ndarray
+    properties: dict[str, np.ndarray]
+    mask: np.ndarray | None = None
+    z: np.ndarray | None = None
+    norm: np.ndarray | None = None
+    good_fraction: np.ndarray | None = None
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return int(self.key.shape[0])
+
+
+def read_spectra_file(
+    path: str | Path,
+    conditions: tuple[str, ...] | list[str] = (),
+    *,
+    rows: np.ndarray | None = None,
+    arrays: bool = True,
+    mask: bool = False,
+) -> SpectraFile:
+    """Read a spectra HDF5 file of :func:`merge_and_infill` or a shard of :func:`preprocess_shard`
+    (all rows, or the sorted ``rows``): the one reader of both.
+
+    ``arrays=False`` skips ``flux``/``weight`` (ids and properties only); ``mask=True``
+    reads the pixel mask as well. Raises
+    :class:`~galforge.io.InputError` naming the file and the dataset on a missing
+    dataset, mismatched shapes, negative or non-finite weights, non-finite flux
+    where the weight is positive, or a missing condition column.
+    """
     import h5py
 
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"preprocessed spectra file not found: {path}")
-    with h5py.File(path, "r") as h5:
-        out: dict[str, Any] = {k: h5[k][()] for k in h5.keys()
-                               if isinstance(h5[k], h5py.Dataset)}
-        out["properties"] = {k: v[()] for k, v in h5["properties"].items()}
-        out["attrs"] = {k: (v.decode() if isinstance(v, bytes) else v)
-                        for k, v in h5.attrs.items()}
-    return out
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot open the preprocessed spectra file ({exc})") from None
+    with f:
+        for name in ("wave", "flux", "weight", "key", "plate", "mjd", "fiber"):
+            if name not in f:
+                raise InputError(f"{path}: dataset {name!r} is missing (not a preprocessed spectra file)")
+        n, npix = f["flux"].shape
+        if f["weight"].shape != (n, npix) or f["wave"].shape != (npix,):
+            raise InputError(
+                f"{path}: shapes disagree: flux {f['flux'].shape}, weight {f['weight'].shape}, "
+                f"wave {f['wave'].shape}"
+            )
+        sel: Any = slice(None)
+        if rows is not None:
+            rows = np.asarray(rows, dtype=np.int64)
+            if rows.size and (np.any(np.diff(rows) <= 0) or rows[0] < 0 or rows[-1] >= n):
+                raise ValueError(f"rows must be sorted, unique and within 0..{n - 1}")
+            sel = rows
+
+        def _get(name: str) -> np.ndarray:
+            ds = f[name]
+            if ds.shape[:1] != (n,):
+                raise InputError(f"{path}: dataset {name!r} has {ds.shape[0]} rows, flux has {n}")
+            return ds[sel] if rows is None or rows.size else ds[:0]
+
+        props: dict[str, np.ndarray] = {}
+        if "properties" in f:
+            for name in f["properties"]:
+                props[name] = np.asarray(_get(f"properties/{name}"), dtype=np.float64)
+        missing = [c for c in conditions if c not in props]
+        if missing:
+            raise InputError(
+                f"{path}: condition column properties/{missing[0]} is missing "
+                f"(present: {', '.join(sorted(props)) or 'none'})"
+            )
+        flux = weight = None
+        if arrays:
+            flux = np.asarray(_get("flux"), dtype=np.float32)
+            weight = np.asarray(_get("weight"), dtype=np.float32)
+            bad_w = ~np.isfinite(weight) | (weight < 0)
+            if bad_w.any():
+                r = int(np.argwhere(bad_w)[0, 0])
+                raise InputError(f"{path}: dataset 'weight' row {r} holds a negative or non-finite value")
+            bad_f = (weight > 0) & ~np.isfinite(flux)
+            if bad_f.any():
+                r = int(np.argwhere(bad_f)[0, 0])
+                raise InputError(f"{path}: dataset 'flux' row {r} is not finite where its weight is > 0")
+        cond = (np.column_stack([props[c] for c in conditions]) if conditions
+                else np.zeros((len(_get("key")), 0)))
+        extra = {name: np.asarray(_get(name), dtype=np.float64)
+                 for name in ("z", "norm", "good_fraction") if name in f}
+        return SpectraFile(
+            path=path, wave=np.asarray(f["wave"][...], dtype=np.float64), flux=flux,
+            weight=weight, key=np.asarray(_get("key"), dtype=np.int64),
+            plate=np.asarray(_get("plate")), mjd=np.asarray(_get("mjd")),
+            fiber=np.asarray(_get("fiber")), conditions=cond.astype(np.float64), properties=props,
+            mask=np.asarray(_get("mask"), dtype=bool) if mask else None,
+            attrs={k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()},
+            **extra,
+        )

@@ -27,16 +27,20 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import h5py
 import numpy as np
 
 from galforge.io import InputError
+from galforge.spectra.preprocess import SpectraFile, read_spectra_file
 from galforge.spectra.settings import SpectraModelSettings
 from galforge.train.split import split_indices
+
+if TYPE_CHECKING:  # pragma: no cover
+    from galforge.train.settings import TrainSettings
 
 log = logging.getLogger("galforge.spectra")
 
@@ -60,103 +64,6 @@ PCA_INIT_MAX_ROWS = 5000
 SCALE_FLOOR = 0.1
 
 
-@dataclass(frozen=True)
-class SpectraFile:
-    """The arrays of a preprocessed spectra file (rows in file order).
-
-    ``flux``/``weight`` are float32 (N, npix); ``conditions`` (N, n_cond) float64 in the
-    order asked for (empty second axis without conditions); ``properties`` holds every
-    ``properties/<name>`` column of the file.
-    """
-
-    path: Path
-    wave: np.ndarray
-    flux: np.ndarray | None
-    weight: np.ndarray | None
-    key: np.ndarray
-    plate: np.ndarray
-    mjd: np.ndarray
-    fiber: np.ndarray
-    conditions: np.ndarray
-    properties: dict[str, np.ndarray]
-
-    @property
-    def n(self) -> int:
-        return int(self.key.shape[0])
-
-
-def read_spectra_file(
-    path: str | Path,
-    conditions: tuple[str, ...] | list[str] = (),
-    *,
-    rows: np.ndarray | None = None,
-    arrays: bool = True,
-) -> SpectraFile:
-    """Read a preprocessed spectra HDF5 file (all rows, or the sorted ``rows``).
-
-    ``arrays=False`` skips ``flux``/``weight`` (ids and properties only). Raises
-    :class:`~galforge.io.InputError` naming the file and the dataset on a missing
-    dataset, mismatched shapes, negative or non-finite weights, non-finite flux
-    where the weight is positive, or a missing condition column.
-    """
-    path = Path(path)
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise InputError(f"{path}: cannot open the preprocessed spectra file ({exc})") from None
-    with f:
-        for name in ("wave", "flux", "weight", "key", "plate", "mjd", "fiber"):
-            if name not in f:
-                raise InputError(f"{path}: dataset {name!r} is missing (not a preprocessed spectra file)")
-        n, npix = f["flux"].shape
-        if f["weight"].shape != (n, npix) or f["wave"].shape != (npix,):
-            raise InputError(
-                f"{path}: shapes disagree: flux {f['flux'].shape}, weight {f['weight'].shape}, "
-                f"wave {f['wave'].shape}"
-            )
-        sel: Any = slice(None)
-        if rows is not None:
-            rows = np.asarray(rows, dtype=np.int64)
-            if rows.size and (np.any(np.diff(rows) <= 0) or rows[0] < 0 or rows[-1] >= n):
-                raise ValueError(f"rows must be sorted, unique and within 0..{n - 1}")
-            sel = rows
-
-        def _get(name: str) -> np.ndarray:
-            ds = f[name]
-            if ds.shape[:1] != (n,):
-                raise InputError(f"{path}: dataset {name!r} has {ds.shape[0]} rows, flux has {n}")
-            return ds[sel] if rows is None or rows.size else ds[:0]
-
-        props: dict[str, np.ndarray] = {}
-        if "properties" in f:
-            for name in f["properties"]:
-                props[name] = np.asarray(_get(f"properties/{name}"), dtype=np.float64)
-        missing = [c for c in conditions if c not in props]
-        if missing:
-            raise InputError(
-                f"{path}: condition column properties/{missing[0]} is missing "
-                f"(present: {', '.join(sorted(props)) or 'none'})"
-            )
-        flux = weight = None
-        if arrays:
-            flux = np.asarray(_get("flux"), dtype=np.float32)
-            weight = np.asarray(_get("weight"), dtype=np.float32)
-            bad_w = ~np.isfinite(weight) | (weight < 0)
-            if bad_w.any():
-                r = int(np.argwhere(bad_w)[0, 0])
-                raise InputError(f"{path}: dataset 'weight' row {r} holds a negative or non-finite value")
-            bad_f = (weight > 0) & ~np.isfinite(flux)
-            if bad_f.any():
-                r = int(np.argwhere(bad_f)[0, 0])
-                raise InputError(f"{path}: dataset 'flux' row {r} is not finite where its weight is > 0")
-        cond = (np.column_stack([props[c] for c in conditions]) if conditions
-                else np.zeros((len(_get("key")), 0)))
-        return SpectraFile(
-            path=path, wave=np.asarray(f["wave"][...], dtype=np.float64), flux=flux,
-            weight=weight, key=np.asarray(_get("key"), dtype=np.int64),
-            plate=np.asarray(_get("plate")), mjd=np.asarray(_get("mjd")),
-            fiber=np.asarray(_get("fiber")), conditions=cond.astype(np.float64), properties=props,
-        )
 
 
 def keys_checksum(keys: np.ndarray) -> int:
@@ -203,7 +110,7 @@ def _pca_start(model: Any, flux: np.ndarray, seed: int) -> np.ndarray:
 def train_spectra_model(
     data_path: str | Path,
     model_settings: SpectraModelSettings | dict[str, Any],
-    train_settings: dict[str, Any],
+    train_settings: TrainSettings | Mapping[str, Any],
     *,
     seed: int,
     val_fraction: float,

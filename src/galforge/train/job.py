@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from torch import Tensor, nn
 
     from galforge.train.loop import TrainResult
+    from galforge.train.settings import TrainSettings
 
 __all__ = ["JobResult", "TrainingJob", "run_training_job", "settings_key"]
 
@@ -132,7 +133,7 @@ class JobResult:
 
 def run_training_job(
     job: TrainingJob,
-    train_settings: Mapping[str, Any] | None,
+    train_settings: TrainSettings | Mapping[str, Any] | None,
     *,
     seed: int,
     val_fraction: float,
@@ -174,8 +175,8 @@ def run_training_job(
     from galforge.train.settings import RESUME_SAFE_FIELDS, TrainSettings
     from galforge.train.split import split_indices
 
-    tsettings = TrainSettings.from_dict({**dict(train_settings or {}), "seed": int(seed),
-                                         "progress": bool(progress)})
+    tsettings = TrainSettings.from_dict(train_settings).replace(seed=int(seed),
+                                                                progress=bool(progress))
     train_idx, val_idx = split_indices(job.n_rows, val_fraction, seed, salt=salt)
     if job.usable is not None:
         ok = np.asarray(job.usable, dtype=bool)

@@ -1,4 +1,4 @@
-"""The spectra study's workflow steps (galforge.spectra.study): manifests, shards, targets, truth."""
+"""The spectra study's workflow steps (galforge.spectra.steps): manifests, shards, targets, truth."""
 
 from __future__ import annotations
 
@@ -17,13 +17,15 @@ from galforge.archives.sdss import write_mpajhu_oh
 from galforge.archives.sdss_spectra import MANIFEST_COLUMNS
 from galforge.io import InputError
 from galforge.mock.spectra import MockSpectraSettings, write_spectra_mock
-from galforge.spectra.preprocess import read_preprocessed
-from galforge.spectra.study import (
+from galforge.spectra.preprocess import PreprocessSettings, read_spectra_file
+from galforge.spectra.selection import SelectionSettings
+from galforge.spectra.steps import (
     REJECTS_COLUMNS,
     build_targets,
-    merge_shards,
     mock_manifests,
-    preprocess_shard_files,
+    preprocess,
+    preprocess_shard,
+    read_rejects,
     truth_recovery,
 )
 from mock_presets import SPECTRA_MOCK
@@ -88,23 +90,26 @@ def test_real_spectra_shard_keeps_the_low_z_galaxies(tmp_path: Path) -> None:
     manifest.to_csv(tmp_path / "manifest.csv", index=False)
     gswlc, info, oh = _catalogs(tmp_path)
     out, rej = tmp_path / "shard.h5", tmp_path / "rejects.csv"
-    summary = preprocess_shard_files(tmp_path / "manifest.csv", gswlc, info, oh, {}, {}, out, rej,
-                                     progress=False)
+    summary = preprocess_shard(tmp_path / "manifest.csv", gswlc, info, oh, out, rej,
+                               selection=SelectionSettings(), preprocess=PreprocessSettings(),
+                               progress=False)
     assert summary["n_selected"] == 4 and summary["n_written"] == 4
-    data = read_preprocessed(out)
-    assert np.isfinite(data["properties"]["log_mstar"]).all()
-    assert np.isfinite(data["properties"]["oh_p50"]).sum() == 2
-    rejects = pd.read_csv(rej, keep_default_na=False)
+    data = read_spectra_file(out)
+    assert np.isfinite(data.properties["log_mstar"]).all()
+    assert np.isfinite(data.properties["oh_p50"]).sum() == 2
+    rejects = read_rejects([rej])
     assert list(rejects.columns) == list(REJECTS_COLUMNS)
     codes = {Path(p).name: c for p, c in zip(rejects["path"], rejects["code"], strict=True)}
     assert codes == {**{k: v for k, v in REAL.items() if v}, "gone.fits": "not_downloaded"}
     # the merge: rejects of every shard, counted by reason (the shard alone is too small to
     # infill with 10 components)
     with pytest.raises(InputError, match="infill needs more"):
-        merge_shards([out], [rej], {}, tmp_path / "s.h5", tmp_path / "r.csv", tmp_path / "r.json")
+        preprocess([out], [rej], tmp_path / "s.h5", tmp_path / "r.csv", tmp_path / "r.json",
+                   settings=PreprocessSettings())
     assert not (tmp_path / "s.h5").exists() and not (tmp_path / "r.json").exists()
-    report = merge_shards([out], [rej], {"infill_components": 2}, tmp_path / "s.h5",
-                          tmp_path / "r.csv", tmp_path / "r.json", progress=False)
+    report = preprocess([out], [rej], tmp_path / "s.h5", tmp_path / "r.csv", tmp_path / "r.json",
+                        settings=PreprocessSettings.from_dict({"infill_components": 2}),
+                        progress=False)
     assert report["n_spectra"] == 4
     assert report["rejected_by_code"] == {"z_range": 2, "not_galaxy": 2, "not_downloaded": 1}
     assert json.loads((tmp_path / "r.json").read_text()) == json.loads(json.dumps(report))
@@ -112,11 +117,11 @@ def test_real_spectra_shard_keeps_the_low_z_galaxies(tmp_path: Path) -> None:
 
 def test_build_targets_preselects_on_gswlc(tmp_path: Path) -> None:
     gswlc, _, _ = _catalogs(tmp_path)
-    t = build_targets(gswlc, {"zmax": 0.1})
+    t = build_targets(gswlc, SelectionSettings.from_dict({"zmax": 0.1}))
     assert len(t) == 5 and (t["z"] < 0.1).all() and t["key"].is_monotonic_increasing
-    assert len(build_targets(gswlc, {}, max_spectra=2)) == 2
+    assert len(build_targets(gswlc, SelectionSettings(), max_spectra=2)) == 2
     with pytest.raises(InputError, match="no GSWLC galaxy"):
-        build_targets(gswlc, {"zmin": 0.3, "zmax": 0.4})
+        build_targets(gswlc, SelectionSettings.from_dict({"zmin": 0.3, "zmax": 0.4}))
 
 
 def _bic(best_vae: int) -> pd.DataFrame:
@@ -152,7 +157,7 @@ def test_truth_recovery_flags_pass_and_fail() -> None:
 
 
 def test_observed_mean_abs_ignores_infilled_pixels() -> None:
-    from galforge.spectra.study import observed_mean_abs
+    from galforge.spectra.steps import observed_mean_abs
 
     rng = np.random.default_rng(0)
     values = rng.normal(size=(10, 2, 6))

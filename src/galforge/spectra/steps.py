@@ -1,4 +1,8 @@
-"""The spectra study's workflow steps, one function per rule (the CLI calls them).
+"""The spectra study's workflow steps: one function per rule (``galforge spectra-*``).
+
+Each step takes its input and output paths and the typed settings of the sections it
+uses; :mod:`galforge.spectra.cli` parses the arguments, builds the settings from the
+resolved configuration and calls the step. Every output is written atomically.
 
 Data (mock or archive, sharded by plate) → per-shard selection and preprocessing →
 merge + iterative-PCA infill → one model per grid point → held-out evaluation → BIC →
@@ -37,12 +41,25 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from galforge.io import InputError, atomic_path, write_json
+from galforge.io import InputError, atomic_path, read_parquet, write_json, write_parquet
+
+if TYPE_CHECKING:  # pragma: no cover
+    from galforge.cosmology import Cosmology
+    from galforge.mock.settings import MockSpectraSettings
+    from galforge.spectra.settings import (
+        AnalysisSettings,
+        PreprocessSettings,
+        SelectionSettings,
+        SpectraModelSettings,
+    )
+    from galforge.train.settings import TrainSettings
+
+PathLike = str | os.PathLike
 
 log = logging.getLogger("galforge.spectra")
 
@@ -50,13 +67,21 @@ __all__ = [
     "LINE_DRIVERS",
     "REJECTS_COLUMNS",
     "TRUTH_PROPERTIES",
+    "analysis",
+    "bic",
     "build_targets",
-    "merge_shards",
+    "fetch",
+    "fetch_gswlc",
+    "figures",
+    "mock",
     "mock_manifests",
     "observed_mean_abs",
-    "preprocess_shard_files",
-    "read_bic_csv",
-    "run_analysis",
+    "preprocess",
+    "preprocess_shard",
+    "read_rejects",
+    "read_targets",
+    "targets",
+    "train",
     "truth_recovery",
 ]
 
@@ -119,7 +144,7 @@ def read_oh_table(info: str | os.PathLike, oh: str | os.PathLike) -> Any:
     return read_mpajhu(info, fiboh=oh)
 
 
-def build_targets(gswlc: str | os.PathLike, selection: Mapping[str, Any],
+def build_targets(gswlc: PathLike, selection: SelectionSettings,
                   max_spectra: int | None = None) -> pd.DataFrame:
     """The spectra to download (archive): GSWLC galaxies in the redshift range with M* and SFR.
 
@@ -130,9 +155,8 @@ def build_targets(gswlc: str | os.PathLike, selection: Mapping[str, Any],
     """
     from galforge.archives.gswlc import read_gswlc
     from galforge.archives.sdss_spectra import spectrum_key
-    from galforge.spectra.selection import SelectionSettings
 
-    s = SelectionSettings.from_dict(selection)
+    s = selection
     g = read_gswlc(gswlc)
     z = np.asarray(g["z"], dtype=np.float64)
     ok = (np.isfinite(z) & (z > s.zmin) & (z < s.zmax)
@@ -152,10 +176,73 @@ def build_targets(gswlc: str | os.PathLike, selection: Mapping[str, Any],
     return t
 
 
-def preprocess_shard_files(
-    manifest: str | os.PathLike, gswlc: str | os.PathLike, info: str | os.PathLike,
-    oh: str | os.PathLike, selection: Mapping[str, Any], preprocess: Mapping[str, Any],
-    out: str | os.PathLike, rejects: str | os.PathLike, *, progress: bool = True,
+def read_targets(path: PathLike) -> pd.DataFrame:
+    """The targets written by :func:`targets` (``key, plate, mjd, fiber, z``)."""
+    return read_parquet(path, "targets", ("key", "plate", "mjd", "fiber", "z"))
+
+
+def read_rejects(paths: Sequence[PathLike]) -> pd.DataFrame:
+    """The rejects tables (:data:`REJECTS_COLUMNS`) written by :func:`preprocess_shard` and
+    :func:`preprocess`, concatenated."""
+    frames = [pd.read_csv(p, keep_default_na=False, dtype={"path": str, "reason": str})
+              for p in paths]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        columns=list(REJECTS_COLUMNS))
+
+
+def _write_rejects(table: pd.DataFrame, path: PathLike) -> None:
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False)
+
+
+# -- the steps -----------------------------------------------------------------------------------
+def mock(root: PathLike, manifests: Sequence[PathLike], *, settings: MockSpectraSettings,
+         n_shards: int, seed: int, cosmology: Cosmology, progress: bool = True) -> dict[str, Any]:
+    """The mock SDSS spectra, GSWLC and MPA-JHU tables, truth, and the shard manifests."""
+    from galforge.mock.spectra import write_spectra_mock
+
+    summary = write_spectra_mock(settings, root, seed=seed, progress=progress,
+                                 cosmology=cosmology)
+    mock_manifests(root, n_shards, manifests)
+    log.info("spectra mock: %d spectra, %d selectable galaxies, planted %s",
+             summary["n_spectra"], summary["n_selectable"], summary["planted_parameters"])
+    return summary
+
+
+def fetch_gswlc(out: PathLike, *, progress: bool = True) -> None:
+    """Download the GSWLC-X2 catalogue (network)."""
+    from galforge.archives import gswlc
+    from galforge.archives.download import DownloadOptions
+
+    gswlc.fetch_gswlc(out, url=gswlc.GSWLC_X2_URL, options=DownloadOptions(progress=progress))
+
+
+def targets(gswlc: PathLike, out: PathLike, *, selection: SelectionSettings,
+            max_spectra: int | None = None) -> pd.DataFrame:
+    """The spectra to download: GSWLC galaxies in the redshift range (:func:`build_targets`)."""
+    t = build_targets(gswlc, selection, max_spectra)
+    write_parquet(t, out)
+    return t
+
+
+def fetch(targets: PathLike, manifest: PathLike, *, shard: int, n_shards: int, dest: PathLike,
+          spectra_format: str, base_url: str, max_missing: Any,
+          progress: bool = True) -> Any:
+    """Download one plate shard of SDSS spectra and write its manifest (network)."""
+    from galforge.archives.download import DownloadOptions
+    from galforge.archives.sdss_spectra import fetch_spectra_shard
+
+    return fetch_spectra_shard(
+        read_targets(targets), int(shard), n_shards, dest, fmt=spectra_format, base_url=base_url,
+        manifest_path=manifest, max_missing=max_missing, options=DownloadOptions(progress=False),
+        progress=progress,
+    )
+
+
+def preprocess_shard(
+    manifest: PathLike, gswlc: PathLike, info: PathLike, oh: PathLike, out: PathLike,
+    rejects: PathLike, *, selection: SelectionSettings, preprocess: PreprocessSettings,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Select (GSWLC × spectra, cuts) and preprocess one shard; write its HDF5 and rejects.
 
@@ -163,12 +250,8 @@ def preprocess_shard_files(
     was not kept, with the selection's code or ``preprocess`` and the reason.
     """
     from galforge.archives.sdss_spectra import read_manifest
-    from galforge.spectra.preprocess import (
-        PreprocessSettings,
-        preprocess_shard,
-        read_shard_rejects,
-    )
-    from galforge.spectra.selection import SelectionSettings, select_spectra
+    from galforge.spectra import preprocess as P
+    from galforge.spectra.selection import select_spectra
 
     frame = read_manifest(manifest)
     usable = frame["status"].isin(["ok", "cached"])
@@ -176,40 +259,35 @@ def preprocess_shard_files(
             "reason": f"spectrum {r.plate}/{r.mjd}/{r.fiber} not downloaded ({r.status})"}
            for r in frame[~usable].itertuples()]
     props, sel_rej = select_spectra(frame.loc[usable, "path"].tolist(), gswlc,
-                                    read_oh_table(info, oh), SelectionSettings.from_dict(selection),
-                                    progress=progress)
-    settings = PreprocessSettings.from_dict(preprocess)
-    summary = preprocess_shard(props["path"].tolist(), props.drop(columns="path"), settings, out,
-                               progress=progress)
-    pre = read_shard_rejects([out]).assign(code="preprocess")
+                                    read_oh_table(info, oh), selection, progress=progress)
+    summary = P.preprocess_shard(props["path"].tolist(), props.drop(columns="path"), preprocess,
+                                 out, progress=progress)
+    pre = summary.pop("rejects").astype({"key": np.int64, "path": str, "reason": str})
+    pre = pre.assign(code="preprocess")
     table = pd.concat([pd.DataFrame(rej, columns=list(REJECTS_COLUMNS)), sel_rej,
                        pre[list(REJECTS_COLUMNS)]], ignore_index=True)
-    with atomic_path(rejects) as tmp:
-        table.to_csv(tmp, index=False)
+    _write_rejects(table, rejects)
     summary.update(n_manifest=len(frame), n_selected=len(props),
                    n_rejected_selection=len(sel_rej) + len(rej))
+    log.info("shard: %s", summary)
     return summary
 
 
-def merge_shards(shards: Sequence[str | os.PathLike], shard_rejects: Sequence[str | os.PathLike],
-                 preprocess: Mapping[str, Any], out: str | os.PathLike,
-                 rejects_out: str | os.PathLike, report_out: str | os.PathLike, *,
-                 progress: bool = True) -> dict[str, Any]:
+def preprocess(shards: Sequence[PathLike], shard_rejects: Sequence[PathLike], out: PathLike,
+               rejects_out: PathLike, report_out: PathLike, *, settings: PreprocessSettings,
+               progress: bool = True) -> dict[str, Any]:
     """Merge the shards with the infill; write the rejects of every shard and a report.
 
     The report counts the spectra per reject code (how many each cut removed) and
     holds the merge/infill summary (no timings or paths, so reruns give equal files).
     """
-    from galforge.spectra.preprocess import PreprocessSettings, merge_and_infill
+    from galforge.spectra.preprocess import merge_and_infill
 
-    summary = merge_and_infill(shards, PreprocessSettings.from_dict(preprocess), out,
-                               progress=progress)
-    frames = [pd.read_csv(p, keep_default_na=False, dtype={"path": str, "reason": str})
-              for p in shard_rejects]
-    rej = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-        columns=list(REJECTS_COLUMNS))
-    with atomic_path(rejects_out) as tmp:
-        rej.to_csv(tmp, index=False)
+    if len(shards) != len(shard_rejects):
+        raise InputError("--shards and --shard-rejects must list the same number of files")
+    summary = merge_and_infill(shards, settings, out, progress=progress)
+    rej = read_rejects(shard_rejects)
+    _write_rejects(rej, rejects_out)
     report = {
         "n_spectra": summary["n_spectra"],
         "n_shards": summary["n_shards"],
@@ -219,22 +297,61 @@ def merge_shards(shards: Sequence[str | os.PathLike], shard_rejects: Sequence[st
         "infill": {k: v for k, v in summary["infill"].items() if k != "history"},
     }
     write_json(report, report_out)
+    log.info("preprocessing: %s", report)
     return report
 
 
+def train(spectra: PathLike, model: PathLike, metrics: PathLike, summary: PathLike,
+          evaluation: PathLike, workdir: PathLike, *, settings: SpectraModelSettings,
+          train_settings: TrainSettings, seed: int, val_fraction: float,
+          run_config: Mapping[str, Any] | None = None, progress: bool = True) -> dict[str, Any]:
+    """Train one VAE / CVAE of the grid (resumes from its checkpoint in ``workdir``), then
+    evaluate it on the held-out spectra for the BIC.
+
+    ``settings`` is one model of the grid (:meth:`SpectraModelSettings.for_model`),
+    ``train_settings`` the study's ``train`` section.
+    """
+    from galforge.spectra.bic import evaluate_model, write_evaluation
+    from galforge.spectra.training import train_spectra_model
+
+    out = train_spectra_model(
+        spectra, settings, train_settings, seed=seed, val_fraction=val_fraction,
+        out_model=model, out_metrics=metrics, workroot=workdir, progress=progress,
+        run_config=None if run_config is None else dict(run_config),
+    )
+    write_json(out, summary)
+    # the held-out evaluation of the BIC, from the model file alone (as any later reader would)
+    ev = evaluate_model(model, spectra)
+    write_evaluation(ev, evaluation)
+    log.info("%s: n=%d, ln L=%.2f, BIC=%.2f, chi2_nu=%.4f", ev["model_id"], ev["n"], ev["log_l"],
+             ev["bic"], ev["chi2_nu"])
+    return ev
+
+
+def bic(evaluations: Sequence[PathLike], out: PathLike, out_md: PathLike) -> pd.DataFrame:
+    """The BIC table of the model grid (Fig 2)."""
+    from galforge.spectra.bic import bic_table, load_evaluations, write_bic_table
+
+    table = bic_table(load_evaluations(evaluations))
+    write_bic_table(table, out, out_md)
+    best = table[table["best_in_kind"]]
+    log.info("lowest BIC: %s", dict(zip(best["kind"], best["model_id"], strict=True)))
+    return table
+
+
+def figures(*, spectra: PathLike, catalog: PathLike, bic: PathLike, pca: PathLike,
+            mi: PathLike, arrays: PathLike, metrics: Sequence[PathLike], outdir: PathLike,
+            cfg: Mapping[str, Any], truth: PathLike | None = None) -> list[Path]:
+    """Every figure of the study (PDF + PNG, stamped with the provenance of ``cfg``);
+    ``metrics`` are the ``models/<id>/metrics.csv`` of every model."""
+    from galforge.spectra.figure_set import make_figures
+
+    by_model = {Path(p).parent.name: p for p in metrics}
+    return make_figures(spectra=spectra, catalog=catalog, bic=bic, pca=pca, mi=mi,
+                        analysis=arrays, metrics=by_model, outdir=outdir, cfg=cfg, truth=truth)
+
+
 # -- analysis ------------------------------------------------------------------------------------
-def read_bic_csv(path: str | os.PathLike) -> pd.DataFrame:
-    """The BIC table written by ``galforge spectra-bic`` (VAE conditions read as ``""``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"BIC table not found: {path}")
-    t = pd.read_csv(path, keep_default_na=False, na_values={c: [""] for c in ("bic", "log_l")})
-    for col in ("model_id", "kind", "conditions", "latent_dim", "bic"):
-        if col not in t.columns:
-            raise InputError(f"{path}: column {col!r} is missing")
-    return t
-
-
 def _truth_frame(truth: str | os.PathLike) -> tuple[pd.DataFrame, list[str], dict[str, float]]:
     """Truth table, the varying planted parameters, and the planted lines (name → Å)."""
     import pyarrow.parquet as pq
@@ -262,28 +379,26 @@ def _property_frame(props: Mapping[str, np.ndarray], key: np.ndarray,
     return frame
 
 
-def run_analysis(
-    *, spectra: str | os.PathLike, bic: str | os.PathLike, models: str | os.PathLike,
-    analysis: Mapping[str, Any], seed: int, catalog_out: str | os.PathLike,
-    pca_out: str | os.PathLike, mi_out: str | os.PathLike, shap_out: str | os.PathLike,
-    arrays_out: str | os.PathLike, truth_out: str | os.PathLike, source: str,
-    truth: str | os.PathLike | None = None, progress: bool = True,
+def analysis(
+    spectra: PathLike, bic: PathLike, models: PathLike, *, catalog_out: PathLike,
+    pca_out: PathLike, mi_out: PathLike, shap_out: PathLike, arrays_out: PathLike,
+    truth_out: PathLike, settings: AnalysisSettings, seed: int, source: str,
+    truth: PathLike | None = None, progress: bool = True,
 ) -> dict[str, Any]:
     """PCA of the best VAE's latents, the D catalog, MI, sweeps, SHAP (and truth recovery).
 
     Writes the catalog (Parquet), the PCA variance and MI tables (CSV), the SHAP
     additivity report and the truth-recovery report (JSON), and the arrays the figures
-    need (HDF5; layout in :mod:`galforge.spectra.figure_set`). Returns the truth report.
+    need (HDF5, :class:`~galforge.spectra.analysis.AnalysisArrays`). Returns the truth report.
     """
-    import h5py
-
     from galforge.spectra import analysis as A
-    from galforge.spectra.bic import best_model
-    from galforge.spectra.training import encode, read_spectra_file
+    from galforge.spectra.bic import best_model, read_bic_table
+    from galforge.spectra.preprocess import read_spectra_file
+    from galforge.spectra.training import encode
     from galforge.train import load_for_inference
 
-    s = A.AnalysisSettings.from_dict(analysis)
-    table = read_bic_csv(bic)
+    s = settings
+    table = read_bic_table(bic)
     best_vae = best_model(table, "vae")
     has_cvae = bool((table["kind"] == "cvae").any())
     best_cvae = best_model(table, "cvae") if has_cvae else ""
@@ -298,8 +413,7 @@ def run_analysis(
     d = pca.transform(lat.mu)
     k = d.shape[1]
     cat = A.latent_catalog(data.key, data.plate, data.mjd, data.fiber, d, lat.mu)
-    with atomic_path(catalog_out) as tmp:
-        cat.to_parquet(tmp, index=False)
+    A.write_latent_catalog(cat, catalog_out)
     with atomic_path(pca_out) as tmp:
         A.pca_variance_table(pca).to_csv(tmp, index=False)
 
@@ -341,35 +455,23 @@ def run_analysis(
     }
     write_json(shap_report, shap_out)
 
-    with atomic_path(arrays_out) as tmp, h5py.File(tmp, "w") as h5:
-        h5.attrs["best_vae"] = best_vae
-        h5.attrs["best_cvae"] = best_cvae
-        h5["wave"] = data.wave
-        g = h5.create_group("pca")
-        g["components"], g["mean"], g["variance"] = pca.components, pca.mean, pca.variance
-        g = h5.create_group("sweep")
-        g["values"], g["spectra"] = sweep_vals, sweeps.astype(np.float32)
-        cvae_conds: list[str] = []
-        if has_cvae:
-            cvae, _ = load_for_inference(models / best_cvae / "model.pt")
-            cvae_conds = list(cvae.conditions)
-            g = h5.create_group("cvae_sweep")
-            for c in cvae_conds:
-                vals = A.sweep_values(data.properties[c], s.n_steps, s.sweep_quantiles)
-                sub = g.create_group(c)
-                sub["values"] = vals
-                sub["spectra"] = A.cvae_condition_sweep(
-                    cvae, c, vals, batch_size=s.batch_size).astype(np.float32)
-        h5.attrs["cvae_conditions"] = json.dumps(cvae_conds)
-        g = h5.create_group("shap")
-        g["mean_abs"] = mean_abs
-        g["example_rows"] = ex_rows
-        g["example_flux"] = data.flux[ex_rows]
-        g["example_values"] = ex_vals.astype(np.float32)
-        g["example_D"] = d[ex_rows]
-        g.attrs["additivity_error"] = res.additivity_error
-        g.attrs["relative_additivity_error"] = res.relative_additivity_error
-        g.attrs["components"] = json.dumps(res.components)
+    cvae_sweeps: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    if has_cvae:
+        cvae, _ = load_for_inference(models / best_cvae / "model.pt")
+        for c in cvae.conditions:
+            vals = A.sweep_values(data.properties[c], s.n_steps, s.sweep_quantiles)
+            cvae_sweeps[c] = (vals, A.cvae_condition_sweep(cvae, c, vals,
+                                                           batch_size=s.batch_size))
+    A.write_analysis_arrays(A.AnalysisArrays(
+        best_vae=best_vae, best_cvae=best_cvae, wave=data.wave, pca_components=pca.components,
+        pca_mean=pca.mean, pca_variance=pca.variance, sweep_values=sweep_vals,
+        sweep_spectra=sweeps, cvae_sweeps=cvae_sweeps, shap_mean_abs=mean_abs,
+        shap_example_rows=ex_rows, shap_example_flux=data.flux[ex_rows],
+        shap_example_values=ex_vals, shap_example_D=d[ex_rows],
+        shap_additivity_error=res.additivity_error,
+        shap_relative_additivity_error=res.relative_additivity_error,
+        shap_components=list(res.components),
+    ), arrays_out)
 
     report: dict[str, Any] = {"source": source, "best_vae": best_vae, "best_cvae": best_cvae,
                               "shap_relative_additivity_error": res.relative_additivity_error}
