@@ -12,21 +12,19 @@ MPAJHU_FILES = (
     "gal_fiboh_dr7_v5_2.fits.gz",
 )
 
-
-def mpajhu(name):
-    """Cache path of an MPA-JHU DR7 release file."""
-    return f"{CACHE}/mpajhu/{name}"
+#: Cache folder of the MPA-JHU DR7 release files.
+MPAJHU = f"{CACHE}/mpajhu"
 
 
 rule archives_fetch_mpajhu:
     output:
-        f"{CACHE}/mpajhu/{{mpajhu_file}}",
+        f"{MPAJHU}/{{mpajhu_file}}",
     wildcard_constraints:
         mpajhu_file="|".join(re.escape(f) for f in MPAJHU_FILES),
     params:
         config=cli_config(None),
     log:
-        f"{CACHE}/mpajhu/{{mpajhu_file}}.log",
+        f"{MPAJHU}/{{mpajhu_file}}.log",
     conda:
         "../../envs/archives.yaml"
     localrule: True

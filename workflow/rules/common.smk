@@ -6,7 +6,7 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from galforge.config import ConfigError, config_hash, resolve_config
+from galforge.config import ConfigError, config_hash, resolve_config, study_settings
 from galforge.studies import study as registered_study
 from galforge.studies import study_names
 
@@ -64,7 +64,7 @@ def study_enabled(study):
     return study in config["studies"]
 
 
-#: Each study's rules file registers the function that lists its final outputs here.
+#: Each study's rules file registers the list of its final outputs here.
 STUDY_TARGETS = {}
 
 
@@ -72,7 +72,7 @@ def all_targets():
     """The final outputs of every enabled study (rule `all`)."""
     targets = []
     for study in config["studies"]:
-        targets += STUDY_TARGETS[study]()
+        targets += STUDY_TARGETS[study]
     return targets
 
 

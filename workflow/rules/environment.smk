@@ -2,21 +2,26 @@
 # volume-limited galaxies. This file: the catalog and the maps.
 
 
-# ---------------------------------------------------------------- input functions
+# ---------------------------------------------------------------- this run's paths
+# (values, not functions: the configuration is fixed when the workflow is read)
 
-
-def environment_targets():
-    return [
-        res("environment", "catalog.parquet"),
-        res("environment", "maps.h5"),
-        res("environment", "envparams.parquet"),
-        res("environment", "tables/latents_vs_environment.csv"),
-        res("environment", "tables/latents_vs_properties.csv"),
-        res("environment", "tables/truth_recovery.json"),
-        res("environment", "figures/fig6_correlation_heatmaps.png"),
-    ]
-
-
+_ENV_CATALOG = config["environment"]["catalog"]
+#: The mock's truth file, on the mock only: it joins the statistics and the figures.
+ENVIRONMENT_TRUTH = (
+    {"truth": res("environment", "mock/truth.parquet")}
+    if config["source"] == "mock" and not _ENV_CATALOG["path"]
+    else {}
+)
+#: Cache path of the SDSS DR7 galaxy table for this run's redshift range.
+ENVIRONMENT_ARCHIVE_TABLE = (
+    f"{CACHE}/sdss/dr7_galaxies_z{_ENV_CATALOG['zmin']}-{_ENV_CATALOG['zmax']}.fits"
+)
+#: The galaxy table that environment_catalog reads (yours, the mock's, or the archive's).
+ENVIRONMENT_RAW_CATALOG = _ENV_CATALOG["path"] or (
+    res("environment", "mock/sdss_dr7_galaxies.fits")
+    if config["source"] == "mock"
+    else ENVIRONMENT_ARCHIVE_TABLE
+)
 #: Figures of the environment study besides the mock-only truth figure.
 ENVIRONMENT_FIGURES = [
     "fig1_target_example",
@@ -28,62 +33,15 @@ ENVIRONMENT_FIGURES = [
     "kl_spectrum",
 ]
 
-
-def environment_on_mock():
-    return config["source"] == "mock" and not config["environment"]["catalog"]["path"]
-
-
-def environment_truth_figure():
-    """The planted-truth figure, an output of environment_figures on the mock only."""
-    return truth_figure("environment", "Environment") if environment_on_mock() else {}
-
-
-def environment_figure_inputs(wildcards):
-    inputs = {
-        "catalog": res("environment", "catalog.parquet"),
-        "maps": res("environment", "maps.h5"),
-        "model": res("environment", "model/model.pt"),
-        "latents": res("environment", "latents.parquet"),
-        "kl": res("environment", "latent_kl.json"),
-        "envparams": res("environment", "envparams.parquet"),
-        "env_table": res("environment", "tables/latents_vs_environment.csv"),
-        "prop_table": res("environment", "tables/latents_vs_properties.csv"),
-        "metrics": res("environment", "model/metrics.csv"),
-    }
-    if environment_on_mock():
-        inputs["truth"] = res("environment", "mock/truth.parquet")
-    return inputs
-
-
-def environment_stats_inputs(wildcards):
-    """Inputs of environment_stats: the mock's truth file joins on the mock only."""
-    inputs = {
-        "latents": res("environment", "latents.parquet"),
-        "envparams": res("environment", "envparams.parquet"),
-        "catalog": res("environment", "catalog.parquet"),
-    }
-    if environment_on_mock():
-        inputs["truth"] = res("environment", "mock/truth.parquet")
-    return inputs
-
-
-def environment_raw_catalog(wildcards):
-    """The galaxy table that environment_catalog reads (yours, the mock's, or the archive's)."""
-    cat = config["environment"]["catalog"]
-    if cat["path"]:
-        return cat["path"]
-    if config["source"] == "mock":
-        return res("environment", "mock/sdss_dr7_galaxies.fits")
-    return environment_archive_table()
-
-
-def environment_archive_table():
-    """Cache path of the SDSS DR7 galaxy table for this run's redshift range."""
-    cat = config["environment"]["catalog"]
-    return f"{CACHE}/sdss/dr7_galaxies_z{cat['zmin']}-{cat['zmax']}.fits"
-
-
-STUDY_TARGETS["environment"] = environment_targets
+STUDY_TARGETS["environment"] = [
+    res("environment", "catalog.parquet"),
+    res("environment", "maps.h5"),
+    res("environment", "envparams.parquet"),
+    res("environment", "tables/latents_vs_environment.csv"),
+    res("environment", "tables/latents_vs_properties.csv"),
+    res("environment", "tables/truth_recovery.json"),
+    res("environment", "figures/fig6_correlation_heatmaps.png"),
+]
 
 
 # ---------------------------------------------------------------- rules
@@ -106,16 +64,16 @@ rule environment_mock:
 
 rule environment_fetch:
     input:
-        info=mpajhu("gal_info_dr7_v5_2.fit.gz"),
-        lgm=mpajhu("totlgm_dr7_v5_2.fit.gz"),
-        sfr=mpajhu("gal_totsfr_dr7_v5_2.fits.gz"),
-        specsfr=mpajhu("gal_totspecsfr_dr7_v5_2.fits.gz"),
+        info=f"{MPAJHU}/gal_info_dr7_v5_2.fit.gz",
+        lgm=f"{MPAJHU}/totlgm_dr7_v5_2.fit.gz",
+        sfr=f"{MPAJHU}/gal_totsfr_dr7_v5_2.fits.gz",
+        specsfr=f"{MPAJHU}/gal_totspecsfr_dr7_v5_2.fits.gz",
     output:
-        environment_archive_table(),
+        ENVIRONMENT_ARCHIVE_TABLE,
     params:
         config=cli_config("environment", "catalog", "archive"),
     log:
-        f"{environment_archive_table()}.log",
+        f"{ENVIRONMENT_ARCHIVE_TABLE}.log",
     conda:
         "../../envs/archives.yaml"
     localrule: True
@@ -128,7 +86,7 @@ rule environment_fetch:
 
 rule environment_catalog:
     input:
-        environment_raw_catalog,
+        ENVIRONMENT_RAW_CATALOG,
     output:
         catalog=res("environment", "catalog.parquet"),
         report=res("environment", "catalog_report.json"),
@@ -221,7 +179,10 @@ rule environment_latents:
 
 rule environment_stats:
     input:
-        unpack(environment_stats_inputs),
+        latents=res("environment", "latents.parquet"),
+        envparams=res("environment", "envparams.parquet"),
+        catalog=res("environment", "catalog.parquet"),
+        **ENVIRONMENT_TRUTH,
     output:
         env_csv=res("environment", "tables/latents_vs_environment.csv"),
         env_md=res("environment", "tables/latents_vs_environment.md"),
@@ -248,7 +209,16 @@ rule environment_stats:
 
 rule environment_figures:
     input:
-        unpack(environment_figure_inputs),
+        catalog=res("environment", "catalog.parquet"),
+        maps=res("environment", "maps.h5"),
+        model=res("environment", "model/model.pt"),
+        latents=res("environment", "latents.parquet"),
+        kl=res("environment", "latent_kl.json"),
+        envparams=res("environment", "envparams.parquet"),
+        env_table=res("environment", "tables/latents_vs_environment.csv"),
+        prop_table=res("environment", "tables/latents_vs_properties.csv"),
+        metrics=res("environment", "model/metrics.csv"),
+        **ENVIRONMENT_TRUTH,
     output:
         fig1=report(
             res("environment", "figures/fig1_target_example.png"),
@@ -293,7 +263,7 @@ rule environment_figures:
             labels={"figure": "KL per latent"},
         ),
         pdfs=expand(res("environment", "figures/{stem}.pdf"), stem=ENVIRONMENT_FIGURES),
-        **environment_truth_figure(),
+        **(truth_figure("environment", "Environment") if ENVIRONMENT_TRUTH else {}),
     params:
         config=cli_config(
             "environment", "catalog", "mock", "archive", "maps", "footprint", "envparams",

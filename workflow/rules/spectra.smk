@@ -8,13 +8,42 @@ wildcard_constraints:
     model=r"(vae|cvae-[a-z+]+)-d[0-9]+",
 
 
-# ---------------------------------------------------------------- input functions
+# ---------------------------------------------------------------- this run's paths
+# (values, not functions: the configuration is fixed when the workflow is read)
 
-
-def spectra_on_mock():
-    return config["source"] == "mock"
-
-
+_SPECTRA_ON_MOCK = config["source"] == "mock"
+#: The mock's truth file, on the mock only: it joins the analysis and the figures.
+SPECTRA_TRUTH = {"truth": res("spectra", "mock/truth.parquet")} if _SPECTRA_ON_MOCK else {}
+#: Shard labels: spectra are split by plate so that a cluster spreads them over jobs.
+SPECTRA_SHARDS = [
+    f"{i:03d}"
+    for i in range(
+        config["spectra"]["mock_shards"]
+        if _SPECTRA_ON_MOCK
+        else config["spectra"]["archive"]["n_shards"]
+    )
+]
+#: One model per (condition set, latent size) of the grid: vae-d3, cvae-mstar+sfr-d2, ...
+SPECTRA_MODELS = study_settings(config, "spectra").model_ids()
+#: GSWLC and the MPA-JHU metallicities: the mock's files, or the archive's.
+SPECTRA_CATALOGS = (
+    {
+        "gswlc": res("spectra", "mock/gswlc.fits"),
+        "info": res("spectra", "mock/mpajhu/gal_info_dr7_v5_2.fit.gz"),
+        "oh": res("spectra", "mock/mpajhu/gal_fiboh_dr7_v5_2.fits.gz"),
+    }
+    if _SPECTRA_ON_MOCK
+    else {
+        "gswlc": f"{CACHE}/gswlc/GSWLC-X2.dat",
+        "info": f"{MPAJHU}/gal_info_dr7_v5_2.fit.gz",
+        "oh": f"{MPAJHU}/gal_fiboh_dr7_v5_2.fits.gz",
+    }
+)
+_SPECTRA_MANIFESTS = (
+    res("spectra", "mock/manifests/shard-{shard}.csv")
+    if _SPECTRA_ON_MOCK
+    else res("spectra", "archive/manifests/shard-{shard}.csv")
+)
 #: Figure stems of the spectra study (galforge.spectra.figure_set.FIGURES).
 SPECTRA_FIGURES = (
     "fig1_latent_property_maps",
@@ -27,94 +56,20 @@ SPECTRA_FIGURES = (
     "loss_curves",
 )
 
-
-def spectra_targets():
-    targets = [
-        res("spectra", "spectra.h5"),
-        res("spectra", "tables/bic.csv"),
-        res("spectra", "tables/pca_variance.csv"),
-        res("spectra", "tables/mi.csv"),
-        res("spectra", "tables/truth_recovery.json"),
-        res("spectra", "latent_catalog.parquet"),
-    ]
-    targets += expand(res("spectra", "figures/{stem}.{ext}"), stem=SPECTRA_FIGURES,
-                      ext=("pdf", "png"))
-    if spectra_on_mock():
-        targets += expand(res("spectra", "figures/truth_recovery.{ext}"), ext=("pdf", "png"))
-    return targets
-
-
-def spectra_truth_figure():
-    """The mock's planted-truth figure (mock only)."""
-    return truth_figure("spectra", "Spectra") if spectra_on_mock() else {}
-
-
-def spectra_figure_inputs(wildcards):
-    inputs = {
-        "spectra": res("spectra", "spectra.h5"),
-        "catalog": res("spectra", "latent_catalog.parquet"),
-        "bic": res("spectra", "tables/bic.csv"),
-        "pca": res("spectra", "tables/pca_variance.csv"),
-        "mi": res("spectra", "tables/mi.csv"),
-        "arrays": res("spectra", "analysis.h5"),
-        "metrics": expand(res("spectra", "models/{model}/metrics.csv"), model=spectra_model_ids()),
-    }
-    if spectra_on_mock():
-        inputs["truth"] = res("spectra", "mock/truth.parquet")
-    return inputs
-
-
-def spectra_shards():
-    """Shard labels: spectra are split by plate so that a cluster spreads them over jobs."""
-    if spectra_on_mock():
-        n = config["spectra"]["mock_shards"]
-    else:
-        n = config["spectra"]["archive"]["n_shards"]
-    return [f"{i:03d}" for i in range(n)]
-
-
-def spectra_model_ids():
-    """One model per (condition set, latent size) of the grid: vae-d3, cvae-mstar+sfr-d2, ..."""
-    from galforge.spectra.model_ids import grid_model_ids
-
-    grid = config["spectra"]["grid"]
-    return grid_model_ids(grid["conditions"], grid["latent_dims"])
-
-
-def spectra_catalog_inputs(wildcards):
-    """GSWLC and the MPA-JHU metallicities: the mock's files, or the archive's."""
-    if spectra_on_mock():
-        return {
-            "gswlc": res("spectra", "mock/gswlc.fits"),
-            "info": res("spectra", "mock/mpajhu/gal_info_dr7_v5_2.fit.gz"),
-            "oh": res("spectra", "mock/mpajhu/gal_fiboh_dr7_v5_2.fits.gz"),
-        }
-    return {
-        "gswlc": f"{CACHE}/gswlc/GSWLC-X2.dat",
-        "info": mpajhu("gal_info_dr7_v5_2.fit.gz"),
-        "oh": mpajhu("gal_fiboh_dr7_v5_2.fits.gz"),
-    }
-
-
-def spectra_shard_inputs(wildcards):
-    inputs = spectra_catalog_inputs(wildcards)
-    where = "mock" if spectra_on_mock() else "archive"
-    inputs["manifest"] = res("spectra", f"{where}/manifests/shard-{wildcards.shard}.csv")
-    return inputs
-
-
-def spectra_analysis_inputs(wildcards):
-    inputs = {
-        "spectra": res("spectra", "spectra.h5"),
-        "bic": res("spectra", "tables/bic.csv"),
-        "models": expand(res("spectra", "models/{model}/model.pt"), model=spectra_model_ids()),
-    }
-    if spectra_on_mock():
-        inputs["truth"] = res("spectra", "mock/truth.parquet")
-    return inputs
-
-
-STUDY_TARGETS["spectra"] = spectra_targets
+STUDY_TARGETS["spectra"] = [
+    res("spectra", "spectra.h5"),
+    res("spectra", "tables/bic.csv"),
+    res("spectra", "tables/pca_variance.csv"),
+    res("spectra", "tables/mi.csv"),
+    res("spectra", "tables/truth_recovery.json"),
+    res("spectra", "latent_catalog.parquet"),
+    *expand(res("spectra", "figures/{stem}.{ext}"), stem=SPECTRA_FIGURES, ext=("pdf", "png")),
+    *(
+        expand(res("spectra", "figures/truth_recovery.{ext}"), ext=("pdf", "png"))
+        if _SPECTRA_ON_MOCK
+        else []
+    ),
+]
 
 
 # ---------------------------------------------------------------- rules
@@ -124,7 +79,7 @@ rule spectra_mock:
         info=res("spectra", "mock/mpajhu/gal_info_dr7_v5_2.fit.gz"),
         oh=res("spectra", "mock/mpajhu/gal_fiboh_dr7_v5_2.fits.gz"),
         truth=res("spectra", "mock/truth.parquet"),
-        manifests=expand(res("spectra", "mock/manifests/shard-{shard}.csv"), shard=spectra_shards()),
+        manifests=expand(res("spectra", "mock/manifests/shard-{shard}.csv"), shard=SPECTRA_SHARDS),
     params:
         config=cli_config("spectra", "mock", "mock_shards"),
         root=lambda wildcards, output: Path(output.gswlc).parent,
@@ -192,7 +147,8 @@ rule spectra_fetch_shard:
 
 rule spectra_preprocess_shard:
     input:
-        unpack(spectra_shard_inputs),
+        manifest=_SPECTRA_MANIFESTS,
+        **SPECTRA_CATALOGS,
     output:
         spectra=res("spectra", "shards/shard-{shard}.h5"),
         rejects=res("spectra", "shards/rejects-{shard}.csv"),
@@ -215,8 +171,8 @@ rule spectra_preprocess_shard:
 
 rule spectra_preprocess:
     input:
-        spectra=expand(res("spectra", "shards/shard-{shard}.h5"), shard=spectra_shards()),
-        rejects=expand(res("spectra", "shards/rejects-{shard}.csv"), shard=spectra_shards()),
+        spectra=expand(res("spectra", "shards/shard-{shard}.h5"), shard=SPECTRA_SHARDS),
+        rejects=expand(res("spectra", "shards/rejects-{shard}.csv"), shard=SPECTRA_SHARDS),
     output:
         spectra=res("spectra", "spectra.h5"),
         rejects=res("spectra", "rejects.csv"),
@@ -268,7 +224,7 @@ rule spectra_train:
 
 rule spectra_bic:
     input:
-        expand(res("spectra", "models/{model}/evaluation.json"), model=spectra_model_ids()),
+        expand(res("spectra", "models/{model}/evaluation.json"), model=SPECTRA_MODELS),
     output:
         csv=res("spectra", "tables/bic.csv"),
         md=res("spectra", "tables/bic.md"),
@@ -287,7 +243,10 @@ rule spectra_bic:
 
 rule spectra_analysis:
     input:
-        unpack(spectra_analysis_inputs),
+        spectra=res("spectra", "spectra.h5"),
+        bic=res("spectra", "tables/bic.csv"),
+        models=expand(res("spectra", "models/{model}/model.pt"), model=SPECTRA_MODELS),
+        **SPECTRA_TRUTH,
     output:
         catalog=res("spectra", "latent_catalog.parquet"),
         pca=res("spectra", "tables/pca_variance.csv"),
@@ -297,7 +256,7 @@ rule spectra_analysis:
         arrays=res("spectra", "analysis.h5"),
     params:
         config=cli_config("spectra", "grid", "analysis", "split"),
-        models=res("spectra", "models"),
+        models=lambda wildcards, input: Path(input.models[0]).parent.parent,
         truth=lambda wildcards, input: f"--truth {input.truth}" if "truth" in input.keys() else "",
     threads: 2
     resources:
@@ -318,7 +277,14 @@ rule spectra_analysis:
 
 rule spectra_figures:
     input:
-        unpack(spectra_figure_inputs),
+        spectra=res("spectra", "spectra.h5"),
+        catalog=res("spectra", "latent_catalog.parquet"),
+        bic=res("spectra", "tables/bic.csv"),
+        pca=res("spectra", "tables/pca_variance.csv"),
+        mi=res("spectra", "tables/mi.csv"),
+        arrays=res("spectra", "analysis.h5"),
+        metrics=expand(res("spectra", "models/{model}/metrics.csv"), model=SPECTRA_MODELS),
+        **SPECTRA_TRUTH,
     output:
         fig1=report(
             res("spectra", "figures/fig1_latent_property_maps.png"),
@@ -369,7 +335,7 @@ rule spectra_figures:
             labels={"figure": "Training loss"},
         ),
         pdfs=expand(res("spectra", "figures/{stem}.pdf"), stem=SPECTRA_FIGURES),
-        **spectra_truth_figure(),
+        **(truth_figure("spectra", "Spectra") if SPECTRA_TRUTH else {}),
     params:
         config=cli_config("spectra", "grid", "analysis"),
         truth=lambda wildcards, input: f"--truth {input.truth}" if "truth" in input.keys() else "",
