@@ -126,7 +126,9 @@ def test_local_profile_dry_run(tmp_path):
         ({"environment": {"maps": {"npix": -3}}}, "environment.maps"),
         ({"enviroment": {}}, "enviroment: unknown key"),
         ({"spectra": {"grid": {"conditions": [["sfr", "mass"]]}}}, "spectra.grid.conditions"),
-        ({"spectra": {"model": {"activation": "swish"}}}, "spectra.model: unknown activation"),
+        ({"spectra": {"model": {"activation": "swish"}}}, "spectra.model.activation = 'swish'"),
+        ({"environment": {"model": {"latent_dim": 0}}}, "environment.model.latent_dim"),
+        ({"environment": {"maps": {"npix": 32}, "model": {"npix": 64}}}, "model.npix (64) must equal maps.npix (32)"),
         ({"spectra": {"grid": {"latent_dims": [0]}}}, "spectra.grid.latent_dims"),
     ],
 )
