@@ -56,6 +56,7 @@ def make_figures(
     from galforge.environment import figures as F
     from galforge.environment.model import traverse
     from galforge.figures import save_figure
+    from galforge.figures.training import fig_loss_curves
     from galforge.train import load_for_inference
 
     prov = Provenance.from_config(cfg, study="environment")
@@ -115,7 +116,7 @@ def make_figures(
 
     # Fig 6: heat maps of rho and normalised MI
     save(F.fig_correlation_heatmaps(tables), "fig6_correlation_heatmaps")
-    save(F.fig_loss_curves(pd.read_csv(metrics)), "loss_curves")
+    save(fig_loss_curves(pd.read_csv(metrics)), "loss_curves")
     save(F.fig_kl_spectrum(kl_ranked), "kl_spectrum")
 
     if truth is not None:
