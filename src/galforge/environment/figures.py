@@ -55,6 +55,7 @@ from matplotlib.ticker import FuncFormatter
 
 from galforge.figures import PALETTE, new_figure, style
 from galforge.figures.helpers import (
+    GALAXY_PROPERTY_LABELS,
     MINUS,
     annotate_cells,
     color_norm,
@@ -90,9 +91,7 @@ _HMPC = r"$h^{-1}\,$Mpc"
 PARAMETER_LABELS: dict[str, tuple[str, str]] = {
     "d_nn": (r"$d_\mathrm{nn}$", _HMPC),
     "n_map": (r"$N_\mathrm{map}$", "counts"),
-    "log_mstar": (r"$\log_{10} M_\star$", r"$M_\odot$"),
-    "log_sfr": (r"$\log_{10}\,\mathrm{SFR}$", r"$M_\odot\,\mathrm{yr}^{-1}$"),
-    "log_ssfr": (r"$\log_{10}\,\mathrm{sSFR}$", r"$\mathrm{yr}^{-1}$"),
+    **GALAXY_PROPERTY_LABELS,
     "g_r": (r"$g-r$", "mag"),
     "Mr": (r"$M_r - 5\log_{10}h$", "mag"),
     "log1p_delta_true": (r"$\log_{10}(1+\delta_s)$, true", ""),
@@ -590,14 +589,9 @@ def fig_latents_vs_parameters(
 
 
 # --------------------------------------------------------------------------- Fig 6
-def fig_correlation_heatmaps(
-    table: pd.DataFrame,
-    latent_order: Sequence[int] | None = None,
-    *,
-    parameters: Sequence[str] | None = None,
-    nmi_log: bool = True,
-    annotate: bool = True,
-) -> Figure:
+def fig_correlation_heatmaps(table: pd.DataFrame, latent_order: Sequence[int] | None = None,
+                             *, parameters: Sequence[str] | None = None, nmi_log: bool = True,
+                             annotate: bool = True) -> Figure:
     """Paper Fig 6: heat maps of Spearman ρ (left) and normalised MI (right).
 
     Rows are latents (``latent_order``: the table's ``latent`` values top to bottom;

@@ -1,6 +1,7 @@
 """Small plotting helpers every study's figure module uses.
 
-Number formats (:func:`fmt_signed`, :func:`fmt_nmi`, with the typographic minus
+Labels of the galaxy properties (:data:`GALAXY_PROPERTY_LABELS`), number formats
+(:func:`fmt_signed`, :func:`fmt_nmi`, with the typographic minus
 :data:`MINUS`), plain tick labels on log axes (:func:`plain_log_ticks`), a boxed
 note on a panel (:func:`text_box`), annotated heat maps of a long table
 (:func:`pivot_matrix`, :func:`color_norm`, :func:`heatmap`, :func:`annotate_cells`,
@@ -24,6 +25,7 @@ from matplotlib import colors as mcolors
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
 __all__ = [
+    "GALAXY_PROPERTY_LABELS",
     "MINUS",
     "annotate_cells",
     "color_norm",
@@ -40,6 +42,13 @@ __all__ = [
 
 #: The typographic minus sign (U+2212) used in printed numbers.
 MINUS = "\N{MINUS SIGN}"
+
+#: ``name -> (symbol, unit)`` of the galaxy properties every study plots (GSWLC-2 columns).
+GALAXY_PROPERTY_LABELS: dict[str, tuple[str, str]] = {
+    "log_mstar": (r"$\log_{10} M_\star$", r"$M_\odot$"),
+    "log_sfr": (r"$\log_{10}\,\mathrm{SFR}$", r"$M_\odot\,\mathrm{yr}^{-1}$"),
+    "log_ssfr": (r"$\log_{10}\,\mathrm{sSFR}$", r"$\mathrm{yr}^{-1}$"),
+}
 
 
 # -- numbers -------------------------------------------------------------------------------

@@ -52,6 +52,7 @@ from matplotlib.ticker import MaxNLocator
 
 from galforge.figures import PALETTE, new_figure, style
 from galforge.figures.helpers import (
+    GALAXY_PROPERTY_LABELS,
     annotate_cells,
     color_norm,
     fmt_nmi,
@@ -102,9 +103,7 @@ _LINE_LABELS: tuple[tuple[str, float, str], ...] = (
 
 #: ``name -> (symbol, unit)`` of the galaxy properties and the mock's planted parameters.
 PROPERTY_LABELS: dict[str, tuple[str, str]] = {
-    "log_mstar": (r"$\log_{10} M_\star$", r"$M_\odot$"),
-    "log_sfr": (r"$\log_{10}\,\mathrm{SFR}$", r"$M_\odot\,\mathrm{yr}^{-1}$"),
-    "log_ssfr": (r"$\log_{10}\,\mathrm{sSFR}$", r"$\mathrm{yr}^{-1}$"),
+    **GALAXY_PROPERTY_LABELS,
     "oh_p50": (r"$12+\log_{10}(\mathrm{O/H})$", ""),
     "av": (r"$A_V$", "mag"),
     "log_age": (r"$\log_{10}\,\mathrm{age}$", "yr"),

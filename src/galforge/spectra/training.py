@@ -29,7 +29,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 import h5py
 import numpy as np
@@ -37,6 +37,9 @@ import numpy as np
 from galforge.io import InputError
 from galforge.spectra.model_settings import SpectraModelSettings
 from galforge.train.split import split_indices
+
+if TYPE_CHECKING:
+    from galforge.train.job import JobOptions
 
 log = logging.getLogger("galforge.spectra")
 
@@ -200,19 +203,10 @@ def _pca_start(model: Any, flux: np.ndarray, seed: int) -> np.ndarray:
     return (sd.square() / total).numpy()
 
 
-def train_spectra_model(
-    data_path: str | Path,
-    model_settings: SpectraModelSettings | dict[str, Any],
-    train_settings: dict[str, Any],
-    *,
-    seed: int,
-    val_fraction: float,
-    out_model: str | Path,
-    out_metrics: str | Path,
-    workroot: str | Path,
-    progress: bool = True,
-    run_config: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+def train_spectra_model(data_path: str | Path,
+                        model_settings: SpectraModelSettings | dict[str, Any],
+                        train_settings: dict[str, Any], *, seed: int, val_fraction: float,
+                        **options: Unpack[JobOptions]) -> dict[str, Any]:
     """Train one VAE / CVAE on the preprocessed spectra; write the model and the metrics CSV.
 
     Parameters
@@ -226,14 +220,9 @@ def train_spectra_model(
         :class:`galforge.train.settings.TrainSettings` keys (``seed`` and ``progress`` are set here).
     seed, val_fraction
         The run seed (weights, shuffling, split) and the validation fraction.
-    out_model, out_metrics
-        The final checkpoint (``load_for_inference`` reads it) and the metrics CSV,
-        each written atomically.
-    workroot
-        Parent of the work folder ``<workroot>/<settings hash>/`` holding the rolling
-        checkpoint; rerunning a killed job with the same settings resumes there.
-    run_config
-        Stored in the checkpoint (provenance).
+    options
+        ``out_model``, ``out_metrics``, ``workroot``, ``progress``, ``run_config``:
+        see :func:`galforge.train.job.run_training_job`.
 
     Returns
     -------
@@ -293,11 +282,8 @@ def train_spectra_model(
         normalization={"split": split, "model_settings": ms.to_dict(),
                        "model_id": ms.model_id, "conditions": list(ms.conditions)},
     )
-    done = run_training_job(
-        job, train_settings, seed=seed, val_fraction=val_fraction, salt=SPLIT_SALT,
-        out_model=out_model, out_metrics=out_metrics, workroot=workroot, progress=progress,
-        run_config=run_config,
-    )
+    done = run_training_job(job, train_settings, seed=seed, val_fraction=val_fraction,
+                            salt=SPLIT_SALT, **options)
     summary = {
         "model_id": ms.model_id, **done.summary(), "n_dropped": n_dropped,
         "seconds": round(time.perf_counter() - t0, 3),
