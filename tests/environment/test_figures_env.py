@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 
 from galforge.environment import figures as F
 from galforge.figures import save_figure
+from galforge.figures.helpers import fmt_nmi, fmt_signed
 from galforge.provenance import Provenance
 
 PROV = Provenance("test", "mock", "abc123")
@@ -219,7 +220,7 @@ def test_latents_vs_parameters(tmp_path, synth):
         ax = panels[row.latent * len(PARAMS) + PARAMS.index(row.parameter)]
         title = ax.get_title()
         assert f"{abs(row.rho):.2f}" in title
-        assert F._fmt_nmi(row.nmi) in title
+        assert fmt_nmi(row.nmi) in title
     assert "z1" in t and "z3" in t
     # hexbins hold finite counts only, one shared colour scale starting at 1
     hexes = [ax.collections[0] for ax in panels]
@@ -267,8 +268,8 @@ def test_correlation_heatmaps(tmp_path, synth):
     rho_texts = [t.get_text() for t in ax_r.texts]
     assert len(rho_texts) == len(table)
     for row in table.itertuples():
-        assert F._fmt_rho(row.rho) in rho_texts
-        assert F._fmt_nmi(row.nmi) in [t.get_text() for t in ax_n.texts]
+        assert fmt_signed(row.rho) in rho_texts
+        assert fmt_nmi(row.nmi) in [t.get_text() for t in ax_n.texts]
     assert im_r.get_array()[1, PARAMS.index("d_nn")] == pytest.approx(
         table.query("latent == 1 and parameter == 'd_nn'").rho.item()
     )
@@ -296,48 +297,6 @@ def test_correlation_heatmaps_order_missing_and_linear(synth):
 
 
 # --------------------------------------------------------------------------- training
-def _metrics(n: int = 12) -> pd.DataFrame:
-    e = np.arange(1, n + 1)
-    return pd.DataFrame(
-        {
-            "epoch": e,
-            "step": e * 10,
-            "train_loss": 100 / e,
-            "val_loss": 110 / e,
-            "lr": 1e-3,
-            "seconds": 2.0,
-            "train_recon": 90 / e,
-            "val_recon": 95 / e,
-            "train_kl": 1 + 0.1 * e,
-            "val_kl": 1.1 + 0.1 * e,
-        }
-    )
-
-
-def test_loss_curves(tmp_path):
-    m = _metrics()
-    m.loc[2, "val_loss"] = np.nan
-    fig = F.fig_loss_curves(m)
-    assert n_axes(fig) == 2
-    assert fig.axes[0].get_yscale() == "log" and fig.axes[1].get_yscale() == "log"
-    labels = [line.get_label() for line in fig.axes[1].lines]
-    assert {"recon (train)", "recon (val)", "kl (train)", "kl (val)"} <= set(labels)
-    assert "best (epoch 12)" in texts(fig)
-    save_figure(fig, tmp_path / "loss", PROV)
-    assert (tmp_path / "loss.png").exists()
-
-
-def test_loss_curves_minimal_and_negative():
-    m = _metrics()[["epoch", "step", "train_loss", "lr", "seconds"]]
-    m = m.assign(train_loss=m.train_loss - 50)  # crosses zero: linear scale
-    fig = F.fig_loss_curves(m)
-    assert n_axes(fig) == 1
-    assert fig.axes[0].get_yscale() == "linear"
-    fig2 = F.fig_loss_curves(_metrics().assign(val_loss=np.nan))  # all-NaN validation
-    assert n_axes(fig2) == 2
-    assert [ln.get_label() for ln in fig2.axes[0].lines] == ["train"]
-
-
 def test_kl_spectrum(tmp_path):
     kl = np.array([0.0, 0.002, 3.0, 0.5, 1.2, 0.0005, np.nan])
     fig = F.fig_kl_spectrum(kl)

@@ -58,6 +58,7 @@ def make_figures(
     from galforge.environment.maps import read_maps
     from galforge.environment.model import traverse
     from galforge.figures import save_figure
+    from galforge.figures.training import fig_loss_curves
     from galforge.train import load_for_inference
 
     prov = Provenance.from_config(cfg, study="environment")
@@ -114,7 +115,7 @@ def make_figures(
 
     # Fig 6: heat maps of rho and normalised MI
     save(F.fig_correlation_heatmaps(tables), "fig6_correlation_heatmaps")
-    save(F.fig_loss_curves(pd.read_csv(metrics)), "loss_curves")
+    save(fig_loss_curves(pd.read_csv(metrics)), "loss_curves")
     save(F.fig_kl_spectrum(kl_ranked), "kl_spectrum")
 
     if truth is not None:

@@ -16,10 +16,11 @@ fig_target_example          Fig 1: sky, input map, reconstruction         4 (3 p
 fig_latent_traversals       Fig 5: decoded rate maps along each latent    K·V + K (1 cbar / row)
 fig_latents_vs_parameters   Figs 3, 4: latents vs parameters (hexbin)     K·C + 1
 fig_correlation_heatmaps    Fig 6: Spearman ρ and normalised MI           4 (2 maps + 2 cbars)
-fig_loss_curves             training / validation loss per epoch          1, or 2 with parts
 fig_kl_spectrum             mean KL per ranked latent                     1
 fig_truth_recovery          mock: top latent vs planted true density      2 (panel + cbar)
 ==========================  ============================================  =====================
+
+The training-loss figure is the shared :func:`galforge.figures.training.fig_loss_curves`.
 
 Conventions
 -----------
@@ -40,19 +41,31 @@ Conventions
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib import colors as mcolors
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, NullFormatter
+from matplotlib.ticker import FuncFormatter
 
 from galforge.figures import PALETTE, new_figure, style
+from galforge.figures.helpers import (
+    GALAXY_PROPERTY_LABELS,
+    MINUS,
+    annotate_cells,
+    color_norm,
+    fmt_nmi,
+    fmt_signed,
+    heatmap,
+    pivot_matrix,
+    plain_log_ticks,
+    text_box,
+)
 
 __all__ = [
     "C_KMS",
@@ -65,7 +78,6 @@ __all__ = [
     "fig_latent_traversals",
     "fig_latents_vs_parameters",
     "fig_correlation_heatmaps",
-    "fig_loss_curves",
     "fig_kl_spectrum",
     "fig_truth_recovery",
 ]
@@ -79,9 +91,7 @@ _HMPC = r"$h^{-1}\,$Mpc"
 PARAMETER_LABELS: dict[str, tuple[str, str]] = {
     "d_nn": (r"$d_\mathrm{nn}$", _HMPC),
     "n_map": (r"$N_\mathrm{map}$", "counts"),
-    "log_mstar": (r"$\log_{10} M_\star$", r"$M_\odot$"),
-    "log_sfr": (r"$\log_{10}\,\mathrm{SFR}$", r"$M_\odot\,\mathrm{yr}^{-1}$"),
-    "log_ssfr": (r"$\log_{10}\,\mathrm{sSFR}$", r"$\mathrm{yr}^{-1}$"),
+    **GALAXY_PROPERTY_LABELS,
     "g_r": (r"$g-r$", "mag"),
     "Mr": (r"$M_r - 5\log_{10}h$", "mag"),
     "log1p_delta_true": (r"$\log_{10}(1+\delta_s)$, true", ""),
@@ -139,46 +149,8 @@ def _latent_name(k: int) -> str:
     return f"z{int(k) + 1}"
 
 
-_MINUS = "\N{MINUS SIGN}"
-
-
-def _fmt_rho(rho: float) -> str:
-    """ρ to 2 decimals with an explicit sign (typographic minus)."""
-    return f"{rho:+.2f}".replace("-", _MINUS)
-
-
-def _fmt_nmi(nmi: float) -> str:
-    """Normalised MI to at most 3 significant figures (≥ 2 decimals below 10)."""
-    a = abs(nmi)
-    if a >= 100:
-        s = f"{nmi:.0f}"
-    elif a >= 10:
-        s = f"{nmi:.1f}"
-    else:
-        s = f"{nmi:.2f}"
-    return s.replace("-", _MINUS)
-
-
-def _plain_log_ticks(axis: Any) -> None:
-    """Plain numbers (``200``, ``0.01``) instead of ``2×10²`` on a log axis; on an axis
-    spanning under 1.5 decades the 2s, 3s and 5s of each decade are labelled too, under
-    3 decades the 2s and 5s."""
-    lo, hi = axis.get_view_interval()
-    lo, hi = min(lo, hi), max(lo, hi)
-    if not (lo > 0 and hi > lo):
-        return
-    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    span = math.log10(hi / lo)
-    if span < 3:
-        leads = (2, 3, 5) if span < 1.5 else (2, 5)
-
-        def minor(v: float, _: Any) -> str:
-            lead = round(v / 10 ** math.floor(math.log10(v) + 1e-9), 6) if v > 0 else 0
-            return f"{v:g}" if lead in leads else ""
-
-        axis.set_minor_formatter(FuncFormatter(minor))
-    else:
-        axis.set_minor_formatter(NullFormatter())
+#: The environment study's boxed notes: inset 0.04 from the panel's edges, 80 % opaque.
+_text_box = functools.partial(text_box, margin=(0.04, 0.04), alpha=0.8)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -311,29 +283,6 @@ def _share_hex_clim(collections: Sequence[Any]) -> float:
     for hb in collections:
         hb.set_clim(1.0, vmax)
     return vmax
-
-
-def _text_box(ax: Any, s: str, loc: str = "upper left", fontsize: float = 7.0) -> Any:
-    xy = {
-        "upper left": (0.04, 0.96, "left", "top"),
-        "upper right": (0.96, 0.96, "right", "top"),
-        "lower right": (0.96, 0.04, "right", "bottom"),
-    }[loc]
-    return ax.text(
-        xy[0],
-        xy[1],
-        s,
-        transform=ax.transAxes,
-        ha=xy[2],
-        va=xy[3],
-        fontsize=fontsize,
-        bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="none", alpha=0.8),
-    )
-
-
-def _readable_text_color(rgba: Sequence[float]) -> str:
-    r, g, b = rgba[:3]
-    return "black" if 0.2126 * r + 0.7152 * g + 0.0722 * b > 0.5 else "white"
 
 
 # --------------------------------------------------------------------------- Fig 1
@@ -540,12 +489,12 @@ def fig_latent_traversals(
                 ax.set_xticks([-half / 2, 0, half / 2])
                 ax.set_yticks([-half / 2, 0, half / 2])
                 ax.xaxis.set_major_formatter(
-                    FuncFormatter(lambda v, _: f"{v:g}".replace("-", _MINUS))
+                    FuncFormatter(lambda v, _: f"{v:g}".replace("-", MINUS))
                 )
                 ax.tick_params(labelbottom=(r == n_k - 1), labelleft=False, length=2, labelsize=6)
                 if r == 0:
                     ax.set_title(
-                        f"{vals[c]:+.1f}".replace("-", _MINUS) + ("σ" if c == 0 else ""), fontsize=8
+                        f"{vals[c]:+.1f}".replace("-", MINUS) + ("σ" if c == 0 else ""), fontsize=8
                     )
             axes[r, 0].set_ylabel(f"{labels[r]}\nKL = {kl[r]:.2f}", fontsize=8)
             cb = fig.colorbar(im, ax=list(axes[r, :]), shrink=0.9, pad=0.01, aspect=10)
@@ -620,9 +569,9 @@ def fig_latents_vs_parameters(
                 if row is not None:
                     lines = []
                     if row.get("rho") is not None and np.isfinite(row["rho"]):
-                        lines.append(rf"$\rho$={_fmt_rho(float(row['rho']))}")
+                        lines.append(rf"$\rho$={fmt_signed(float(row['rho']))}")
                     if row.get("nmi") is not None and np.isfinite(row["nmi"]):
-                        lines.append(f"NMI={_fmt_nmi(float(row['nmi']))}")
+                        lines.append(f"NMI={fmt_nmi(float(row['nmi']))}")
                     if lines:
                         ax.set_title("  ".join(lines), fontsize=6.5, pad=2)
                 ax.tick_params(labelsize=6.5)
@@ -640,14 +589,9 @@ def fig_latents_vs_parameters(
 
 
 # --------------------------------------------------------------------------- Fig 6
-def fig_correlation_heatmaps(
-    table: pd.DataFrame,
-    latent_order: Sequence[int] | None = None,
-    *,
-    parameters: Sequence[str] | None = None,
-    nmi_log: bool = True,
-    annotate: bool = True,
-) -> Figure:
+def fig_correlation_heatmaps(table: pd.DataFrame, latent_order: Sequence[int] | None = None,
+                             *, parameters: Sequence[str] | None = None, nmi_log: bool = True,
+                             annotate: bool = True) -> Figure:
     """Paper Fig 6: heat maps of Spearman ρ (left) and normalised MI (right).
 
     Rows are latents (``latent_order``: the table's ``latent`` values top to bottom;
@@ -673,23 +617,9 @@ def fig_correlation_heatmaps(
         else list(dict.fromkeys(str(p) for p in table["parameter"]))
     )
     t = table.assign(latent=table["latent"].astype(int), parameter=table["parameter"].astype(str))
-    t = t.drop_duplicates(["latent", "parameter"], keep="last").set_index(["latent", "parameter"])
-    idx = pd.MultiIndex.from_product([lats, pars])
-    rho = t["rho"].astype(float).reindex(idx).to_numpy().reshape(len(lats), len(pars))
-    nmi = t["nmi"].astype(float).reindex(idx).to_numpy().reshape(len(lats), len(pars))
-
-    fin = nmi[np.isfinite(nmi)]
-    use_log = nmi_log and fin.size > 0 and bool(np.all(fin > 0))
-    if use_log:
-        lo, hi = float(fin.min()), float(fin.max())
-        if hi <= lo:
-            lo, hi = lo / 2.0, hi * 2.0
-        nmi_norm: mcolors.Normalize = mcolors.LogNorm(lo, hi)
-    else:
-        hi = float(fin.max()) if fin.size else 1.0
-        nmi_norm = mcolors.Normalize(
-            min(0.0, float(fin.min()) if fin.size else 0.0), hi if hi > 0 else 1.0
-        )
+    rho = pivot_matrix(t, "latent", "parameter", "rho", lats, pars)
+    nmi = pivot_matrix(t, "latent", "parameter", "nmi", lats, pars)
+    nmi_norm, use_log = color_norm(nmi, log=nmi_log)
 
     with style():
         cell = 0.42
@@ -697,135 +627,30 @@ def fig_correlation_heatmaps(
         fig = new_figure(figsize=(w, cell * len(lats) + 1.5), layout="constrained")
         ax_r, ax_n = fig.subplots(1, 2)
         specs = (
-            (ax_r, rho, mcolors.Normalize(-1.0, 1.0), "RdBu_r", r"Spearman $\rho$", _fmt_rho),
+            (ax_r, rho, mcolors.Normalize(-1.0, 1.0), "RdBu_r", r"Spearman $\rho$", fmt_signed),
             (
                 ax_n,
                 nmi,
                 nmi_norm,
                 "viridis",
                 "normalised MI" + (" (log scale)" if use_log else ""),
-                _fmt_nmi,
+                fmt_nmi,
             ),
         )
         for ax, data, norm, cmap, label, fmt in specs:
-            masked = np.ma.masked_invalid(data)
-            cm = matplotlib.colormaps[cmap].with_extremes(bad="0.9")
-            im = ax.imshow(masked, cmap=cm, norm=norm, aspect="auto", interpolation="nearest")
-            ax.set_xticks(range(len(pars)))
-            ax.set_xticklabels(
-                [parameter_symbol(p) for p in pars], rotation=45, ha="right", rotation_mode="anchor"
-            )
-            ax.set_yticks(range(len(lats)))
-            ax.set_yticklabels([_latent_name(k) for k in lats])
-            ax.tick_params(top=False, right=False, length=0)
+            im = heatmap(ax, data, cmap=cmap, norm=norm, xlabels=[parameter_symbol(p) for p in pars],
+                         ylabels=[_latent_name(k) for k in lats], bad="0.9", rotation=45)
             ax.set_title(label)
             if annotate:
-                for i in range(len(lats)):
-                    for j in range(len(pars)):
-                        v = data[i, j]
-                        if not np.isfinite(v):
-                            continue
-                        col = _readable_text_color(im.cmap(im.norm(v)))
-                        ax.text(
-                            j, i, fmt(float(v)), ha="center", va="center", fontsize=6, color=col
-                        )
+                annotate_cells(ax, im, data, lambda i, j, v, fmt=fmt: fmt(v), fontsize=6)
             cb = fig.colorbar(im, ax=ax, shrink=0.9, pad=0.02)
             if isinstance(norm, mcolors.LogNorm):
-                _plain_log_ticks(cb.ax.yaxis)
+                plain_log_ticks(cb.ax.yaxis)
         ax_r.set_ylabel("latent (ranked by KL)")
     return fig
 
 
 # --------------------------------------------------------------------------- training
-def fig_loss_curves(metrics: pd.DataFrame, *, title: str | None = None) -> Figure:
-    """Training (solid) and validation (dashed) loss per epoch from ``metrics.csv``.
-
-    Left: ``train_loss`` / ``val_loss`` (either may be absent or NaN; the best validation
-    epoch is marked). Right, only when other ``train_<m>`` / ``val_<m>`` columns exist
-    (e.g. ``recon``, ``kl``): those parts, one colour per part. Each panel is log-y when
-    all its finite values are positive. x is ``epoch`` (the row number from 1 if absent).
-    One or two axes.
-    """
-    df = metrics.copy()
-    x = (
-        pd.to_numeric(df["epoch"], errors="coerce").to_numpy(float)
-        if "epoch" in df
-        else np.arange(1, len(df) + 1, dtype=float)
-    )
-
-    def series(name: str) -> tuple[np.ndarray, np.ndarray] | None:
-        if name not in df.columns:
-            return None
-        y = pd.to_numeric(df[name], errors="coerce").to_numpy(float)
-        ok = np.isfinite(x) & np.isfinite(y)
-        return (x[ok], y[ok]) if ok.any() else None
-
-    parts: list[str] = []
-    for col in df.columns:
-        m = re.fullmatch(r"(?:train|val)_(.+)", str(col))
-        if m and m[1] != "loss" and m[1] not in parts:
-            parts.append(m[1])
-    parts = [p for p in parts if series(f"train_{p}") or series(f"val_{p}")]
-
-    def finish(ax: Any, ys: list[np.ndarray], ylabel: str) -> None:
-        allv = np.concatenate(ys) if ys else np.array([])
-        if allv.size and np.all(allv > 0):
-            ax.set_yscale("log")
-            _plain_log_ticks(ax.yaxis)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(ylabel)
-        if ys:
-            ax.legend(fontsize=7)
-
-    with style():
-        n_ax = 2 if parts else 1
-        fig = new_figure(figsize=(3.5 * n_ax, 2.6), layout="constrained")
-        axes = np.atleast_1d(fig.subplots(1, n_ax))
-        ax = axes[0]
-        ys: list[np.ndarray] = []
-        tr, va = series("train_loss"), series("val_loss")
-        if tr:
-            ax.plot(*tr, color=PALETTE[0], label="train", marker="o" if tr[0].size < 3 else None)
-            ys.append(tr[1])
-        if va:
-            ax.plot(
-                *va,
-                color=PALETTE[1],
-                ls="--",
-                label="validation",
-                marker="o" if va[0].size < 3 else None,
-            )
-            ys.append(va[1])
-            i = int(np.argmin(va[1]))
-            ax.plot(
-                va[0][i],
-                va[1][i],
-                marker="o",
-                ms=5,
-                mfc="none",
-                mec="black",
-                ls="none",
-                label=f"best (epoch {va[0][i]:g})",
-            )
-        if not ys:
-            _text_box(ax, "no loss values", "upper right")
-        finish(ax, ys, "loss per map [nats]")
-        ax.set_title(title or "training loss")
-        if parts:
-            ax2 = axes[1]
-            ys2: list[np.ndarray] = []
-            for i, p in enumerate(parts):
-                colour = PALETTE[(i + 2) % len(PALETTE)]
-                for split, ls in (("train", "-"), ("val", "--")):
-                    s = series(f"{split}_{p}")
-                    if s:
-                        ax2.plot(*s, color=colour, ls=ls, label=f"{p} ({split})")
-                        ys2.append(s[1])
-            finish(ax2, ys2, "loss part [nats]")
-            ax2.set_title("parts (solid: train, dashed: val)")
-    return fig
-
-
 def fig_kl_spectrum(kl_sorted: Any, *, threshold: float = 0.01) -> Figure:
     """Mean KL per latent dimension [nats], ranked by decreasing KL (bars, log y).
 
@@ -887,7 +712,7 @@ def fig_truth_recovery(
         _median_curve(ax, x, y, 15, label=True)
         ax.set_xlabel(truth_label)
         ax.set_ylabel(latent_label)
-        rho_s = _fmt_rho(float(rho)) if np.isfinite(rho) else "n/a"
+        rho_s = fmt_signed(float(rho)) if np.isfinite(rho) else "n/a"
         _text_box(ax, rf"Spearman $\rho$ = {rho_s}" + f"\nN = {x.size}", "upper left", 7.5)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="lower right", fontsize=7)

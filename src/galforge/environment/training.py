@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 import numpy as np
 import pandas as pd
@@ -20,6 +20,7 @@ from galforge.environment.maps import read_maps_file
 
 if TYPE_CHECKING:  # pragma: no cover
     from galforge.environment.settings import EnvironmentModelSettings
+    from galforge.train.job import JobOptions
     from galforge.train.settings import TrainSettings
 
 log = logging.getLogger("galforge.environment")
@@ -30,26 +31,16 @@ log = logging.getLogger("galforge.environment")
 SPLIT_SALT = 0x5EED
 
 
-
-
-def train_environment_model(
-    maps_path: str | Path,
-    model_settings: EnvironmentModelSettings | Mapping[str, Any],
-    train_settings: TrainSettings | Mapping[str, Any],
-    *,
-    seed: int,
-    val_fraction: float,
-    out_model: str | Path,
-    out_metrics: str | Path,
-    workroot: str | Path,
-    progress: bool = True,
-    run_config: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+def train_environment_model(maps_path: str | Path,
+                            model_settings: EnvironmentModelSettings | Mapping[str, Any],
+                            train_settings: TrainSettings | Mapping[str, Any], *, seed: int,
+                            val_fraction: float, **options: Unpack[JobOptions]) -> dict[str, Any]:
     """Train the Poisson VAE on the maps; write the final checkpoint and the metrics CSV.
 
-    The work folder ``workroot/<settings hash>/`` keeps the rolling checkpoint
-    between a killed job and its rerun (Snakemake removes a failed job's
-    declared outputs, so the checkpoint must not be one of them).
+    ``options`` (``out_model``, ``out_metrics``, ``workroot``, ``progress``,
+    ``run_config``) go to :func:`galforge.train.job.run_training_job`; its work folder
+    ``workroot/<settings hash>/`` keeps the rolling checkpoint between a killed job
+    and its rerun.
     """
     import torch
 
@@ -70,11 +61,8 @@ def train_environment_model(
         loss_fn=loss_fn, normalization={"input": "log1p(counts)", "val_fraction": val_fraction},
         model_kwargs=msettings.model_kwargs(),
     )
-    done = run_training_job(
-        job, train_settings, seed=seed, val_fraction=val_fraction, salt=SPLIT_SALT,
-        out_model=out_model, out_metrics=out_metrics, workroot=workroot, progress=progress,
-        run_config=run_config,
-    )
+    done = run_training_job(job, train_settings, seed=seed, val_fraction=val_fraction,
+                            salt=SPLIT_SALT, **options)
     summary = done.summary()
     log.info("training done: %s", summary)
     return summary

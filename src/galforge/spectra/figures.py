@@ -36,6 +36,7 @@ Conventions
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -47,9 +48,21 @@ import pandas as pd
 from matplotlib import colors as mcolors
 from matplotlib.cm import ScalarMappable
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
+from matplotlib.ticker import MaxNLocator
 
 from galforge.figures import PALETTE, new_figure, style
+from galforge.figures.helpers import (
+    GALAXY_PROPERTY_LABELS,
+    annotate_cells,
+    color_norm,
+    fmt_nmi,
+    fmt_signed,
+    heatmap,
+    metric_series,
+    pivot_matrix,
+    plain_log_ticks,
+    text_box,
+)
 
 __all__ = [
     "EMISSION_LINES",
@@ -90,9 +103,7 @@ _LINE_LABELS: tuple[tuple[str, float, str], ...] = (
 
 #: ``name -> (symbol, unit)`` of the galaxy properties and the mock's planted parameters.
 PROPERTY_LABELS: dict[str, tuple[str, str]] = {
-    "log_mstar": (r"$\log_{10} M_\star$", r"$M_\odot$"),
-    "log_sfr": (r"$\log_{10}\,\mathrm{SFR}$", r"$M_\odot\,\mathrm{yr}^{-1}$"),
-    "log_ssfr": (r"$\log_{10}\,\mathrm{sSFR}$", r"$\mathrm{yr}^{-1}$"),
+    **GALAXY_PROPERTY_LABELS,
     "oh_p50": (r"$12+\log_{10}(\mathrm{O/H})$", ""),
     "av": (r"$A_V$", "mag"),
     "log_age": (r"$\log_{10}\,\mathrm{age}$", "yr"),
@@ -109,7 +120,6 @@ _SHORT_TO_COLUMN: dict[str, str] = {
 
 WAVE_LABEL = "rest-frame wavelength [Å]"
 FLUX_LABEL = "normalised flux"
-_MINUS = "\N{MINUS SIGN}"
 
 
 # --------------------------------------------------------------------------- labels
@@ -150,53 +160,15 @@ def group_label(kind: str, conditions: str) -> str:
     return f"CVAE ({conditions})" if conditions else "CVAE"
 
 
-def _fmt_signed(v: float, digits: int = 2) -> str:
-    return f"{v:+.{digits}f}".replace("-", _MINUS)
-
-
-def _fmt_nmi(v: float) -> str:
-    a = abs(v)
-    s = f"{v:.0f}" if a >= 100 else f"{v:.1f}" if a >= 10 else f"{v:.2f}"
-    return s.replace("-", _MINUS)
-
-
 def _component_sort_key(name: str) -> tuple[int, str]:
     m = re.fullmatch(r"[A-Za-z]*(\d+)", str(name))
     return (int(m[1]) if m else 10**9, str(name))
 
 
-def _text_box(ax: Any, s: str, loc: str = "upper left", fontsize: float = 7.0) -> Any:
-    x, y, ha, va = {
-        "upper left": (0.03, 0.95, "left", "top"),
-        "upper right": (0.97, 0.95, "right", "top"),
-        "lower right": (0.97, 0.05, "right", "bottom"),
-        "lower left": (0.03, 0.05, "left", "bottom"),
-        "center": (0.5, 0.5, "center", "center"),
-    }[loc]
-    return ax.text(x, y, s, transform=ax.transAxes, ha=ha, va=va, fontsize=fontsize,
-                   bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="none", alpha=0.85))
-
-
-def _readable_text_color(rgba: Sequence[float]) -> str:
-    r, g, b = rgba[:3]
-    return "black" if 0.2126 * r + 0.7152 * g + 0.0722 * b > 0.5 else "white"
-
-
-def _plain_log_ticks(axis: Any) -> None:
-    """Plain numbers (``200``, ``0.01``) instead of ``2×10²`` on a log axis; the 2s and 5s of
-    each decade are labelled too when the axis spans under two decades."""
-    lo, hi = sorted(axis.get_view_interval())
-    if not (lo > 0 and hi > lo):
-        return
-    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    if math.log10(hi / lo) < 2:
-        def minor(v: float, _: Any) -> str:
-            lead = round(v / 10 ** math.floor(math.log10(v) + 1e-9), 6) if v > 0 else 0
-            return f"{v:g}" if lead in (2, 5) else ""
-
-        axis.set_minor_formatter(FuncFormatter(minor))
-    else:
-        axis.set_minor_formatter(NullFormatter())
+#: The spectra study's boxed notes: inset (0.03, 0.05) from the panel's edges, 85 % opaque.
+_text_box = functools.partial(text_box, margin=(0.03, 0.05), alpha=0.85)
+#: The spectra study's log axes: the 2s and 5s of each decade labelled under two decades.
+_plain_log_ticks = functools.partial(plain_log_ticks, minor_labels=((2.0, (2, 5)),))
 
 
 def _mark_lines(ax: Any, wave: np.ndarray, *, label: bool) -> None:
@@ -478,51 +450,25 @@ def fig_mutual_information(
              else sorted(dict.fromkeys(t["component"]), key=_component_sort_key))
     props = (list(properties) if properties is not None
              else list(dict.fromkeys(t["property"])))
-    t = t.drop_duplicates(["component", "property"], keep="last").set_index(
-        ["component", "property"])
-    idx = pd.MultiIndex.from_product([comps, props])
-    nmi = pd.to_numeric(t["nmi"], errors="coerce").reindex(idx).to_numpy(float)
-    nmi = nmi.reshape(len(comps), len(props))
-    rho = (pd.to_numeric(t["rho"], errors="coerce").reindex(idx).to_numpy(float)
-           .reshape(len(comps), len(props)) if "rho" in t.columns
-           else np.full_like(nmi, np.nan))
-    fin = nmi[np.isfinite(nmi)]
-    use_log = fin.size > 0 and bool(np.all(fin > 0))
-    if use_log:
-        lo, hi = float(fin.min()), float(fin.max())
-        if hi <= lo:
-            lo, hi = lo / 2.0, hi * 2.0
-        norm: mcolors.Normalize = mcolors.LogNorm(lo, hi)
-    else:
-        hi = float(fin.max()) if fin.size else 1.0
-        norm = mcolors.Normalize(min(0.0, float(fin.min()) if fin.size else 0.0),
-                                 hi if hi > 0 else 1.0)
+    nmi = pivot_matrix(t, "component", "property", "nmi", comps, props)
+    rho = pivot_matrix(t, "component", "property", "rho", comps, props)
+    norm, use_log = color_norm(nmi)
     with style():
         cw, ch = 0.62, 0.48
         fig = new_figure(figsize=(min(7.2, max(3.4, cw * len(props) + 1.9)),
                                   ch * len(comps) + 1.6), layout="constrained")
         ax = fig.add_subplot()
-        cm = matplotlib.colormaps["viridis"].with_extremes(bad="0.88")
-        im = ax.imshow(np.ma.masked_invalid(nmi), cmap=cm, norm=norm, aspect="auto",
-                       interpolation="nearest")
-        ax.set_xticks(range(len(props)))
-        ax.set_xticklabels([property_symbol(p) for p in props], rotation=40, ha="right",
-                           rotation_mode="anchor")
-        ax.set_yticks(range(len(comps)))
-        ax.set_yticklabels(comps)
-        ax.tick_params(top=False, right=False, length=0)
+        im = heatmap(ax, nmi, cmap="viridis", norm=norm,
+                     xlabels=[property_symbol(p) for p in props], ylabels=comps, bad="0.88",
+                     rotation=40)
         if annotate:
-            for i in range(len(comps)):
-                for j in range(len(props)):
-                    v = nmi[i, j]
-                    if not np.isfinite(v):
-                        continue
-                    col = _readable_text_color(im.cmap(im.norm(v)))
-                    txt = _fmt_nmi(float(v))
-                    if np.isfinite(rho[i, j]):
-                        txt += f"\nρ {_fmt_signed(float(rho[i, j]))}"
-                    ax.text(j, i, txt, ha="center", va="center", fontsize=5.5, color=col,
-                            linespacing=1.1)
+            def cell(i: int, j: int, v: float) -> str:
+                txt = fmt_nmi(v)
+                if np.isfinite(rho[i, j]):
+                    txt += f"\nρ {fmt_signed(float(rho[i, j]))}"
+                return txt
+
+            annotate_cells(ax, im, nmi, cell, fontsize=5.5, linespacing=1.1)
         ax.set_title("normalised mutual information MI / ⟨MI of shuffled pairs⟩ "
                      "(cells: NMI and Spearman ρ)", fontsize=8)
         cb = fig.colorbar(im, ax=ax, pad=0.02, shrink=0.95)
@@ -706,14 +652,9 @@ def _parse_model_id(mid: str) -> tuple[str, str, int]:
 
 def _loss_series(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, bool]:
     """(epoch, loss, is_validation) of a metrics table: ``val_loss``, else ``train_loss``."""
-    x = (pd.to_numeric(df["epoch"], errors="coerce").to_numpy(float) if "epoch" in df
-         else np.arange(1, len(df) + 1, dtype=float))
     for col, is_val in (("val_loss", True), ("train_loss", False)):
-        if col in df:
-            y = pd.to_numeric(df[col], errors="coerce").to_numpy(float)
-            ok = np.isfinite(x) & np.isfinite(y)
-            if ok.any():
-                return x[ok], y[ok], is_val
+        if (xy := metric_series(df, col)) is not None:
+            return xy[0], xy[1], is_val
     return np.array([]), np.array([]), True
 
 
@@ -851,9 +792,9 @@ def fig_truth_recovery(panels: Sequence[Mapping[str, Any]]) -> Figure:
             nmi, rho = float(p.get("nmi", math.nan)), float(p.get("rho", math.nan))
             stats = []
             if np.isfinite(nmi):
-                stats.append(f"NMI {_fmt_nmi(nmi)}")
+                stats.append(f"NMI {fmt_nmi(nmi)}")
             if np.isfinite(rho):
-                stats.append(f"ρ {_fmt_signed(rho)}")
+                stats.append(f"ρ {fmt_signed(rho)}")
             ax.set_title(f"{comp}: " + ", ".join(stats) if stats else comp, fontsize=8)
         fig.suptitle("mock: planted parameters against their most informative component",
                      fontsize=9)

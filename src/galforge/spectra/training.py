@@ -30,7 +30,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 import numpy as np
 
@@ -40,6 +40,7 @@ from galforge.spectra.settings import SpectraModelSettings
 from galforge.train.split import split_indices
 
 if TYPE_CHECKING:  # pragma: no cover
+    from galforge.train.job import JobOptions
     from galforge.train.settings import TrainSettings
 
 log = logging.getLogger("galforge.spectra")
@@ -107,19 +108,10 @@ def _pca_start(model: Any, flux: np.ndarray, seed: int) -> np.ndarray:
     return (sd.square() / total).numpy()
 
 
-def train_spectra_model(
-    data_path: str | Path,
-    model_settings: SpectraModelSettings | dict[str, Any],
-    train_settings: TrainSettings | Mapping[str, Any],
-    *,
-    seed: int,
-    val_fraction: float,
-    out_model: str | Path,
-    out_metrics: str | Path,
-    workroot: str | Path,
-    progress: bool = True,
-    run_config: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+def train_spectra_model(data_path: str | Path,
+                        model_settings: SpectraModelSettings | Mapping[str, Any],
+                        train_settings: TrainSettings | Mapping[str, Any], *, seed: int,
+                        val_fraction: float, **options: Unpack[JobOptions]) -> dict[str, Any]:
     """Train one VAE / CVAE on the preprocessed spectra; write the model and the metrics CSV.
 
     Parameters
@@ -133,14 +125,9 @@ def train_spectra_model(
         :class:`galforge.train.settings.TrainSettings` keys (``seed`` and ``progress`` are set here).
     seed, val_fraction
         The run seed (weights, shuffling, split) and the validation fraction.
-    out_model, out_metrics
-        The final checkpoint (``load_for_inference`` reads it) and the metrics CSV,
-        each written atomically.
-    workroot
-        Parent of the work folder ``<workroot>/<settings hash>/`` holding the rolling
-        checkpoint; rerunning a killed job with the same settings resumes there.
-    run_config
-        Stored in the checkpoint (provenance).
+    options
+        ``out_model``, ``out_metrics``, ``workroot``, ``progress``, ``run_config``:
+        see :func:`galforge.train.job.run_training_job`.
 
     Returns
     -------
@@ -202,11 +189,8 @@ def train_spectra_model(
         normalization={"split": split, "model_settings": ms.to_dict(),
                        "model_id": ms.model_id, "conditions": list(ms.conditions)},
     )
-    done = run_training_job(
-        job, train_settings, seed=seed, val_fraction=val_fraction, salt=SPLIT_SALT,
-        out_model=out_model, out_metrics=out_metrics, workroot=workroot, progress=progress,
-        run_config=run_config,
-    )
+    done = run_training_job(job, train_settings, seed=seed, val_fraction=val_fraction,
+                            salt=SPLIT_SALT, **options)
     summary = {
         "model_id": ms.model_id, **done.summary(), "n_dropped": n_dropped,
         "seconds": round(time.perf_counter() - t0, 3),

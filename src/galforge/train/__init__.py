@@ -3,6 +3,12 @@
 * :func:`~galforge.train.loop.fit` - seeded, checkpointed, resumable training
   loop with early stopping, metrics CSV and NaN guard;
 * :class:`~galforge.train.settings.TrainSettings` - its frozen configuration;
+* :func:`~galforge.train.split.split_indices` / :class:`~galforge.train.split.SplitSettings`
+  - the seeded train/validation split;
+* :func:`~galforge.train.job.run_training_job` - the body of a study's training
+  job (split, seeded build, resumable fit, outputs written atomically);
+* :mod:`galforge.train.vae` - pieces every VAE shares;
+  :mod:`galforge.train.flows` - conditional normalizing flows;
 * :func:`~galforge.train.devices.select_device` - one GPU per concurrent job
   (crash-safe ``flock`` claims), CPU fallback;
 * :func:`~galforge.train.checkpoint.load_for_inference` - rebuild a trained
@@ -20,6 +26,11 @@ from typing import Any
 
 _EXPORTS: dict[str, str] = {
     "TrainSettings": "galforge.train.settings",
+    "SplitSettings": "galforge.train.split",
+    "split_indices": "galforge.train.split",
+    "TrainingJob": "galforge.train.job",
+    "run_training_job": "galforge.train.job",
+    "settings_key": "galforge.train.job",
     "fit": "galforge.train.loop",
     "evaluate": "galforge.train.loop",
     "StepInfo": "galforge.train.loop",

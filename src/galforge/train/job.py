@@ -32,7 +32,7 @@ import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
 import numpy as np
 
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from galforge.train.loop import TrainResult
     from galforge.train.settings import TrainSettings
 
-__all__ = ["JobResult", "TrainingJob", "run_training_job", "settings_key"]
+__all__ = ["JobOptions", "JobResult", "TrainingJob", "run_training_job", "settings_key"]
 
 log = logging.getLogger("galforge.train")
 
@@ -57,6 +57,18 @@ def settings_key(*parts: Any) -> str:
     """
     blob = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+class JobOptions(TypedDict):
+    """Keyword arguments a study's ``train_*_model`` passes through to :func:`run_training_job`
+    (see there): ``out_model``, ``out_metrics``, ``workroot``, and optionally ``progress``
+    and ``run_config``."""
+
+    out_model: str | Path
+    out_metrics: str | Path
+    workroot: str | Path
+    progress: NotRequired[bool]
+    run_config: NotRequired[Mapping[str, Any] | None]
 
 
 @dataclass(frozen=True)
