@@ -134,3 +134,23 @@ def test_values_are_normalised_and_parent_defaults_apply():
     assert schema["properties"]["inner"]["properties"]["n"] == {
         "type": "integer", "minimum": 1, "maximum": 10, "default": 5, "description": "n"}
     assert schema["properties"]["inner"]["properties"]["t"]["type"] == ["string", "null"]
+
+
+@dataclass(frozen=True)
+class _Sized(Settings):
+    n: int | None = integer(None, "n", lo=1, hi=10, optional=True)
+
+
+@dataclass(frozen=True)
+class _Tied(Settings):
+    ties = (("model.n", "data.n"),)
+    data: _Inner = section(_Inner, "data")
+    model: _Sized = section(_Sized, "model")
+
+
+def test_a_tied_key_follows_its_source_or_is_refused():
+    assert _Tied.from_dict({"data": {"n": 7}}).model.n == 7
+    assert _Tied.from_dict({"data": {"n": 7}, "model": {"n": 7}}).model.n == 7
+    with pytest.raises(SettingsError, match=r"model\.n = 4 must equal data\.n \(7\)"):
+        _Tied.from_dict({"data": {"n": 7}, "model": {"n": 4}})
+    assert _Tied.linked() == {"model": ("data",)}

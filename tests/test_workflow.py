@@ -128,7 +128,7 @@ def test_local_profile_dry_run(tmp_path):
         ({"spectra": {"grid": {"conditions": [["sfr", "mass"]]}}}, "spectra.grid.conditions"),
         ({"spectra": {"model": {"activation": "swish"}}}, "spectra.model.activation = 'swish'"),
         ({"environment": {"model": {"latent_dim": 0}}}, "environment.model.latent_dim"),
-        ({"environment": {"maps": {"npix": 32}, "model": {"npix": 64}}}, "model.npix (64) must equal maps.npix (32)"),
+        ({"environment": {"maps": {"npix": 32}, "model": {"npix": 64}}}, "environment.model.npix = 64 must equal maps.npix (32)"),
         ({"spectra": {"grid": {"latent_dims": [0]}}}, "spectra.grid.latent_dims"),
     ],
 )

@@ -36,6 +36,7 @@ from dataclasses import MISSING, dataclass
 from typing import Any, ClassVar, Self
 
 __all__ = [
+    "ModelSettings",
     "Settings",
     "SettingsError",
     "choice",
@@ -340,9 +341,10 @@ class Settings:
     or :class:`SettingsError`; the key is added where it is missing).
     """
 
-    #: A study's settings: for a section, the sections its values are derived from or
-    #: checked against (a workflow rule given the section is given these too).
-    linked: ClassVar[dict[str, tuple[str, ...]]] = {}
+    #: ``(target, source)`` dotted key paths of a study's settings: the target key follows
+    #: the source (set from it when left unset, refused when it differs), e.g.
+    #: ``("model.npix", "maps.npix")``. See :meth:`linked`.
+    ties: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -355,6 +357,7 @@ class Settings:
                 raise exc.under(f.name) from None
             except (TypeError, ValueError) as exc:
                 raise SettingsError(f.name, str(exc)) from None
+        self._apply_ties()
         try:
             self.check()
         except SettingsError:
@@ -364,6 +367,33 @@ class Settings:
 
     def check(self) -> None:
         """Cross-field checks (none by default)."""
+
+    def _apply_ties(self) -> None:
+        for target, source in self.ties:
+            tsec, tkey = target.split(".")
+            ssec, skey = source.split(".")
+            want = getattr(getattr(self, ssec), skey)
+            sub = getattr(self, tsec)
+            have = getattr(sub, tkey)
+            if have is None:
+                try:
+                    object.__setattr__(self, tsec, sub.replace(**{tkey: want}))
+                except SettingsError as exc:
+                    raise exc.under(tsec) from None
+            elif have != want:
+                raise SettingsError(target, f"= {have!r} must equal {source} ({want!r}); leave "
+                                    f"it unset to follow {source}")
+
+    @classmethod
+    def linked(cls) -> dict[str, tuple[str, ...]]:
+        """For each section, the sections its values follow (from :attr:`ties`): a workflow
+        rule given the section is given these too, so that a job can check the tie."""
+        out: dict[str, tuple[str, ...]] = {}
+        for target, source in cls.ties:
+            t, src = target.split(".")[0], source.split(".")[0]
+            if src not in out.get(t, ()):
+                out[t] = (*out.get(t, ()), src)
+        return out
 
     # -- construction and conversion ---------------------------------------------------
     @classmethod
@@ -436,6 +466,26 @@ class Settings:
             out["description"] = " ".join(doc.split("\n\n")[0].split())
         out["properties"] = props
         return out
+
+
+@dataclass(frozen=True)
+class ModelSettings(Settings):
+    """Settings that describe one network: :attr:`model_class` names it (``"module:Class"``,
+    imported on first use, so the settings stay torch-free) and :meth:`model_kwargs` gives
+    its JSON-able constructor arguments."""
+
+    model_class: ClassVar[str] = ""
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """The constructor arguments of :attr:`model_class`."""
+        raise NotImplementedError
+
+    def build(self) -> Any:
+        """The network these settings describe."""
+        import importlib
+
+        module, _, name = self.model_class.partition(":")
+        return getattr(importlib.import_module(module), name)(**self.model_kwargs())
 
 
 def _plain(v: Any) -> Any:

@@ -12,11 +12,12 @@ from galforge.cosmology import Cosmology
 from galforge.environment import steps
 from galforge.environment.analysis import read_latent_kl, write_latent_kl
 from galforge.environment.catalog import CatalogSettings, read_catalog
-from galforge.environment.envparams import EnvSettings, read_envparams
+from galforge.environment.envparams import EnvParamsSettings, read_envparams
 from galforge.environment.footprint import FootprintSettings
 from galforge.environment.maps import MapSettings, read_maps
 from galforge.io import InputError
-from galforge.mock.environment import settings_for_scale
+from galforge.mock.settings import MockEnvironmentSettings
+from mock_presets import ENVIRONMENT_MOCK
 
 COSMO = Cosmology(Om0=0.3)
 
@@ -25,14 +26,14 @@ COSMO = Cosmology(Om0=0.3)
 def maps_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """mock -> catalog -> maps at the tiny scale."""
     tmp = tmp_path_factory.mktemp("env")
-    steps.mock(tmp / "raw.fits", tmp / "truth.parquet", settings=settings_for_scale("tiny"),
+    steps.mock(tmp / "raw.fits", tmp / "truth.parquet", settings=MockEnvironmentSettings.from_dict(ENVIRONMENT_MOCK["tiny"]),
                cosmology=COSMO, seed=5, config_hash="cafe")
     catalog = CatalogSettings()
     steps.catalog(tmp / "raw.fits", tmp / "catalog.parquet", tmp / "catalog_report.json",
                   settings=catalog, cosmology=COSMO)
     steps.maps(tmp / "catalog.parquet", tmp / "maps.h5", tmp / "envparams.parquet",
                tmp / "maps_report.json", catalog=catalog, maps=MapSettings(),
-               footprint=FootprintSettings(), envparams=EnvSettings(), cosmology=COSMO,
+               footprint=FootprintSettings(), envparams=EnvParamsSettings(), cosmology=COSMO,
                progress=False)
     return tmp
 

@@ -43,7 +43,7 @@ def cli_config(study, *sections):
     """The resolved settings one rule needs, as JSON for `galforge ... --config`.
 
     Only the listed sections of the study travel (with the sections their values are
-    derived from or checked against, the study settings' ``linked``), so that a rule
+    follow, the study settings' ``ties``), so that a rule
     reruns when, and only when, its own settings change (Snakemake's params rerun
     trigger). ``study`` None: the global keys only (shared archive rules).
     """
@@ -51,7 +51,7 @@ def cli_config(study, *sections):
     if study is None:
         sub["studies"] = []
         return json.dumps(sub, sort_keys=True, separators=(",", ":"))
-    linked = registered_study(study).settings_class().linked
+    linked = registered_study(study).settings_class().linked()
     wanted = list(sections)
     for s in sections:
         wanted += [x for x in linked.get(s, ()) if x not in wanted]

@@ -60,8 +60,8 @@ import json
 import logging
 import math
 import time
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, fields
+from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -91,38 +91,6 @@ ORIENTATION = (
     "imshow(origin='lower') shows north up, east RIGHT (mirror of the sky view)"
 )
 VELOCITY_WINDOW = "c*|z_n - z_t|/(1 + z_t) <= dv_kms (inclusive); the target itself excluded"
-
-
-# --------------------------------------------------------------------------- settings
-
-
-def _as_float(name: str, value: Any, *, positive: bool = True) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise InputError(f"setting {name!r} must be a number, got {value!r}")
-    v = float(value)
-    if not math.isfinite(v) or (positive and v <= 0):
-        raise InputError(f"setting {name!r} must be a finite positive number, got {value!r}")
-    return v
-
-
-def _as_int(name: str, value: Any, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise InputError(f"setting {name!r} must be an integer, got {value!r}")
-    v = int(value)
-    if not lo <= v <= hi:
-        raise InputError(f"setting {name!r} must be in [{lo}, {hi}], got {v}")
-    return v
-
-
-def _settings_from_dict(cls: type, d: Mapping[str, Any] | None) -> Any:
-    d = dict(d or {})
-    known = {f.name for f in fields(cls)}
-    for key in d:
-        if key not in known:
-            raise InputError(
-                f"unknown {cls.__name__} key {key!r} (known: {', '.join(sorted(known))})"
-            )
-    return cls(**d)
 
 
 # --------------------------------------------------------------------------- catalogue

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from galforge.mock.settings import MockEnvironmentSettings
 from galforge.settings import (
+    ModelSettings,
     Settings,
     SettingsError,
     choice,
@@ -36,9 +37,6 @@ from galforge.settings import (
 )
 from galforge.train.settings import TrainSettings
 from galforge.train.split import SplitSettings
-
-if TYPE_CHECKING:  # pragma: no cover
-    from galforge.environment.model import PoissonVAE
 
 __all__ = [
     "ACTIVATIONS",
@@ -219,13 +217,15 @@ class EnvParamsSettings(Settings):
 
 
 @dataclass(frozen=True)
-class EnvironmentModelSettings(Settings):
+class EnvironmentModelSettings(ModelSettings):
     """The Poisson VAE (training hyper-parameters live in `train`).
 
     ``beta`` weights the KL term. The other fields are the
     :class:`~galforge.environment.model.PoissonVAE` constructor arguments
     (:meth:`model_kwargs`).
     """
+
+    model_class: ClassVar[str] = "galforge.environment.model:PoissonVAE"
 
     latent_dim: int = integer(128, "Latent dimensions (the paper's 128).", lo=1, hi=4096)
     channels: tuple[int, ...] = numbers(
@@ -268,11 +268,6 @@ class EnvironmentModelSettings(Settings):
             "init_rate": float(self.init_rate),
         }
 
-    def build(self) -> PoissonVAE:
-        """The :class:`~galforge.environment.model.PoissonVAE` these settings describe."""
-        from galforge.environment.model import PoissonVAE
-
-        return PoissonVAE(**self.model_kwargs())
 
 
 
@@ -293,9 +288,8 @@ class StatsSettings(Settings):
 class EnvironmentSettings(Settings):
     """Environment study (Gim, Moon, Yoon) - VAE on neighbour-count maps."""
 
-    #: Sections whose values another section derives from or is checked against: a rule
-    #: that receives the key section also receives these (workflow/rules/common.smk).
-    linked: ClassVar[dict[str, tuple[str, ...]]] = {"model": ("maps",)}
+    #: The model's map size is the maps' (set from it when unset).
+    ties: ClassVar[tuple[tuple[str, str], ...]] = (("model.npix", "maps.npix"),)
 
 
     catalog: CatalogSettings = section(CatalogSettings)
@@ -312,16 +306,3 @@ class EnvironmentSettings(Settings):
     split: SplitSettings = section(SplitSettings, "Train/validation split of the maps.",
                                    defaults={"val_fraction": 0.1})
     stats: StatsSettings = section(StatsSettings)
-
-    def check(self) -> None:
-        npix = self.maps.npix
-        if self.model.npix is None:
-            try:
-                object.__setattr__(self, "model", self.model.replace(npix=npix))
-            except SettingsError as exc:
-                raise exc.under("model") from None
-        elif self.model.npix != npix:
-            raise ValueError(
-                f"model.npix ({self.model.npix}) must equal maps.npix ({npix}); leave "
-                "model.npix unset to follow the maps"
-            )

@@ -113,31 +113,6 @@ log = logging.getLogger("galforge.spectra")
 _ID_COLUMNS = ("key", "plate", "mjd", "fiber")
 
 
-# --------------------------------------------------------------------------- settings
-
-
-def _num(name: str, value: Any, *, positive: bool = False, lo: float | None = None,
-         hi: float | None = None) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise InputError(f"setting {name!r} must be a number, got {value!r}")
-    v = float(value)
-    if not math.isfinite(v) or (positive and v <= 0):
-        raise InputError(f"setting {name!r} must be a finite{' positive' if positive else ''} "
-                         f"number, got {value!r}")
-    if (lo is not None and v < lo) or (hi is not None and v > hi):
-        raise InputError(f"setting {name!r} must be in [{lo}, {hi}], got {v}")
-    return v
-
-
-def _int(name: str, value: Any, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise InputError(f"setting {name!r} must be an integer, got {value!r}")
-    v = int(value)
-    if not lo <= v <= hi:
-        raise InputError(f"setting {name!r} must be in [{lo}, {hi}], got {v}")
-    return v
-
-
 # --------------------------------------------------------------------------- one batch
 
 

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from galforge.archives.sdss_pixmask import PIXMASK_BITS
 from galforge.mock.settings import MockSpectraSettings
 from galforge.settings import (
+    ModelSettings,
     Settings,
-    SettingsError,
     choice,
     flag,
     integer,
@@ -50,8 +50,6 @@ from galforge.train.split import SplitSettings
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
-
-    from galforge.spectra.model import SpectraVAE
 
 __all__ = [
     "ACTIVATIONS",
@@ -259,7 +257,7 @@ class GridSettings(Settings):
 
 
 @dataclass(frozen=True)
-class SpectraModelSettings(Settings):
+class SpectraModelSettings(ModelSettings):
     """One VAE / CVAE of the spectra study (training hyper-parameters live in `train`).
 
     In the configuration this section sets the architecture; the grid sets ``kind``,
@@ -273,6 +271,8 @@ class SpectraModelSettings(Settings):
     the scaled spectrum onto the latent means, and a trained ``Linear`` from the latents to
     the spectrum), started from the PCA of the training spectra.
     """
+
+    model_class: ClassVar[str] = "galforge.spectra.model:SpectraVAE"
 
     kind: str = choice("vae", KINDS, "Plain or conditional VAE (set by the grid).")
     latent_dim: int = integer(4, "Gaussian latents (set by the grid).", lo=1, hi=4096)
@@ -347,11 +347,6 @@ class SpectraModelSettings(Settings):
             out["npix"] = NPIX
         return out
 
-    def build(self) -> SpectraVAE:
-        """The :class:`~galforge.spectra.model.SpectraVAE` these settings describe."""
-        from galforge.spectra.model import SpectraVAE
-
-        return SpectraVAE(**self.model_kwargs())
 
 
 @dataclass(frozen=True)
@@ -380,9 +375,8 @@ class SpectraSettings(Settings):
     """Spectra study (Iwasaki, Cooray, Takeuchi) - VAE / CVAE on SDSS spectra x GSWLC, BIC
     over latent size x conditions, PCA of the latents, MI, SHAP."""
 
-    #: Sections whose values another section derives from or is checked against: a rule
-    #: that receives the key section also receives these (workflow/rules/common.smk).
-    linked: ClassVar[dict[str, tuple[str, ...]]] = {"model": ("preprocess",)}
+    #: The model's pixel count is the preprocessing's (set from it when unset).
+    ties: ClassVar[tuple[tuple[str, str], ...]] = (("model.npix", "preprocess.n_pix"),)
 
 
     selection: SelectionSettings = section(SelectionSettings)
@@ -401,17 +395,6 @@ class SpectraSettings(Settings):
     analysis: AnalysisSettings = section(AnalysisSettings)
 
     def check(self) -> None:
-        n_pix = self.preprocess.n_pix
-        if self.model.npix is None:
-            try:
-                object.__setattr__(self, "model", self.model.replace(npix=n_pix))
-            except SettingsError as exc:
-                raise exc.under("model") from None
-        elif self.model.npix != n_pix:
-            raise ValueError(
-                f"model.npix ({self.model.npix}) must equal preprocess.n_pix ({n_pix}); leave "
-                "model.npix unset to follow the preprocessing"
-            )
         for mid in self.grid.model_ids():  # every model of the grid is a valid model
             try:
                 self.model.for_model(mid)
