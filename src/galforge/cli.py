@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from galforge import __version__
+from galforge.archives.cli import register as archive_commands
 from galforge.commands import add_command
 from galforge.config import ConfigError, config_hash, parse_settings, resolve_config
 from galforge.io import InputError
@@ -77,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "print the configuration's JSON schema (or write it with --out)")
     p.add_argument("--out", default=None,
                    help="write it here (workflow/schemas/config.schema.yaml)")
+    archive_commands(sub)  # downloads that several studies share
     for entry in REGISTRY:
         entry.register_commands(sub)
     return parser

@@ -38,8 +38,7 @@ def _fetch_mpajhu(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the shared archive subcommands to the ``galforge`` parser."""
-    p = add_command(sub, "fetch-mpajhu", _fetch_mpajhu,
-                    "download one MPA-JHU DR7 catalogue file (named by --out's file name)")
-    p.add_argument("--out", required=True,
-                   help="output path; its name is the release file name, e.g. "
-                        "gal_info_dr7_v5_2.fit.gz")
+    add_command(sub, "fetch-mpajhu", _fetch_mpajhu,
+                "download one MPA-JHU DR7 catalogue file (named by --out's file name)",
+                {"out": "output path; its name is the release file name, e.g. "
+                        "gal_info_dr7_v5_2.fit.gz"})

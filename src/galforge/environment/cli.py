@@ -81,61 +81,55 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add the environment study's subcommands to the ``galforge`` parser."""
     from galforge.commands import add_command
 
-    p = add_command(sub, "environment-mock", _mock,
-                    "write the mock universe's SDSS-format galaxy table and its truth file")
-    p.add_argument("--catalog", required=True, help="output FITS table (SDSS DR7 galaxy layout)")
-    p.add_argument("--truth", required=True, help="output truth table (Parquet)")
-
-    p = add_command(sub, "environment-fetch", _fetch,
-                    "fetch the SDSS DR7 galaxy table from the SDSS CAS and join MPA-JHU (network)")
-    p.add_argument("--out", required=True, help="output FITS table")
-    for name in ("info", "lgm", "sfr", "specsfr"):
-        p.add_argument(f"--mpajhu-{name}", required=True, help=f"input MPA-JHU {name} file")
-
-    p = add_command(sub, "environment-catalog", _catalog,
-                    "read a galaxy table, check it and apply the volume limit")
-    p.add_argument("--raw", required=True, help="input table (SDSS layout, or yours with a column map)")
-    p.add_argument("--out", required=True, help="output canonical catalog (Parquet)")
-    p.add_argument("--report", required=True, help="output JSON: how many galaxies each cut removed")
-
-    p = add_command(sub, "environment-maps", _maps,
-                    "neighbour-count maps and environment parameters of every target inside the survey")
-    p.add_argument("--catalog", required=True, help="input canonical catalog (Parquet)")
-    p.add_argument("--maps", required=True, help="output maps (HDF5: maps, ids, ra, dec, z)")
-    p.add_argument("--params", required=True, help="output environment parameters (Parquet)")
-    p.add_argument("--report", required=True, help="output JSON: how many targets each edge cut removed")
-
-    p = add_command(sub, "environment-train", _train,
-                    "train the Poisson VAE on the maps (resumes from its checkpoint after a kill)")
-    p.add_argument("--maps", required=True, help="input maps (HDF5)")
-    p.add_argument("--model", required=True, help="output final checkpoint (loadable for inference)")
-    p.add_argument("--metrics", required=True, help="output per-epoch metrics (CSV)")
-    p.add_argument("--summary", required=True, help="output JSON summary of the training")
-    p.add_argument("--workdir", required=True, help="folder for the rolling checkpoint (kept across reruns)")
-
-    p = add_command(sub, "environment-latents", _latents,
-                    "encode every target and rank the latents by mean KL")
-    p.add_argument("--model", required=True, help="input checkpoint")
-    p.add_argument("--maps", required=True, help="input maps (HDF5)")
-    p.add_argument("--out", required=True, help="output latents (Parquet: id, z1..zK, logvar1..K)")
-    p.add_argument("--kl", required=True, help="output JSON: mean KL per ranked latent and the ranking")
-
-    p = add_command(sub, "environment-stats", _stats,
-                    "Spearman, shuffle-normalised MI and KS between latents and parameters")
-    p.add_argument("--latents", required=True)
-    p.add_argument("--envparams", required=True)
-    p.add_argument("--catalog", required=True)
-    p.add_argument("--truth", default=None, help="the mock's truth file (mock only)")
-    p.add_argument("--env-table", required=True, help="output CSV: latents x environment parameters")
-    p.add_argument("--env-table-md", required=True, help="the same as a Markdown table")
-    p.add_argument("--prop-table", required=True, help="output CSV: latents x galaxy properties")
-    p.add_argument("--prop-table-md", required=True, help="the same as a Markdown table")
-    p.add_argument("--truth-report", required=True, help="output JSON: planted-truth recovery (mock)")
-
-    p = add_command(sub, "environment-figures", _figures,
-                    "every figure of the study (PDF + PNG, provenance-stamped)")
-    for name in ("catalog", "maps", "model", "latents", "kl", "envparams", "env-table",
-                 "prop-table", "metrics"):
-        p.add_argument(f"--{name}", required=True)
-    p.add_argument("--truth", default=None, help="the mock's truth file: adds the truth figure")
-    p.add_argument("--outdir", required=True, help="folder of the figures")
+    add_command(sub, "environment-mock", _mock,
+                "write the mock universe's SDSS-format galaxy table and its truth file", {
+                    "catalog": "output FITS table (SDSS DR7 galaxy layout)",
+                    "truth": "output truth table (Parquet)"})
+    add_command(sub, "environment-fetch", _fetch,
+                "fetch the SDSS DR7 galaxy table from the SDSS CAS and join MPA-JHU (network)", {
+                    "out": "output FITS table",
+                    **{f"mpajhu-{k}": f"input MPA-JHU {k} file"
+                       for k in ("info", "lgm", "sfr", "specsfr")}})
+    add_command(sub, "environment-catalog", _catalog,
+                "read a galaxy table, check it and apply the volume limit", {
+                    "raw": "input table (SDSS layout, or yours with a column map)",
+                    "out": "output canonical catalog (Parquet)",
+                    "report": "output JSON: how many galaxies each cut removed"})
+    add_command(sub, "environment-maps", _maps,
+                "neighbour-count maps and environment parameters of every target inside the "
+                "survey", {
+                    "catalog": "input canonical catalog (Parquet)",
+                    "maps": "output maps (HDF5: maps, ids, ra, dec, z)",
+                    "params": "output environment parameters (Parquet)",
+                    "report": "output JSON: how many targets each edge cut removed"})
+    add_command(sub, "environment-train", _train,
+                "train the Poisson VAE on the maps (resumes from its checkpoint after a kill)", {
+                    "maps": "input maps (HDF5)",
+                    "model": "output final checkpoint (loadable for inference)",
+                    "metrics": "output per-epoch metrics (CSV)",
+                    "summary": "output JSON summary of the training",
+                    "workdir": "folder for the rolling checkpoint (kept across reruns)"})
+    add_command(sub, "environment-latents", _latents,
+                "encode every target and rank the latents by mean KL", {
+                    "model": "input checkpoint",
+                    "maps": "input maps (HDF5)",
+                    "out": "output latents (Parquet: id, z1..zK, logvar1..K)",
+                    "kl": "output JSON: mean KL per ranked latent and the ranking"})
+    add_command(sub, "environment-stats", _stats,
+                "Spearman, shuffle-normalised MI and KS between latents and parameters", {
+                    "latents": "input ranked latents (Parquet)",
+                    "envparams": "input environment parameters (Parquet)",
+                    "catalog": "input canonical catalog (Parquet)",
+                    "truth?": "the mock's truth file (mock only)",
+                    "env-table": "output CSV: latents x environment parameters",
+                    "env-table-md": "the same as a Markdown table",
+                    "prop-table": "output CSV: latents x galaxy properties",
+                    "prop-table-md": "the same as a Markdown table",
+                    "truth-report": "output JSON: planted-truth recovery (mock)"})
+    add_command(sub, "environment-figures", _figures,
+                "every figure of the study (PDF + PNG, provenance-stamped)", {
+                    **{k: f"input {k}" for k in ("catalog", "maps", "model", "latents", "kl",
+                                                 "envparams", "env-table", "prop-table",
+                                                 "metrics")},
+                    "truth?": "the mock's truth file: adds the truth figure",
+                    "outdir": "folder of the figures"})

@@ -21,20 +21,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from galforge import settings as gs
 from galforge.mock.settings import MockEnvironmentSettings
-from galforge.settings import (
-    ModelSettings,
-    Settings,
-    SettingsError,
-    choice,
-    flag,
-    integer,
-    number,
-    numbers,
-    section,
-    text,
-    value,
-)
+from galforge.settings import ModelSettings, Settings, SettingsError
 from galforge.train.settings import TrainSettings
 from galforge.train.split import SplitSettings
 
@@ -100,20 +89,20 @@ _COLUMNS_SCHEMA = {
 class CatalogSettings(Settings):
     """Which galaxies, and the volume-limit cuts."""
 
-    path: str | None = text(
+    path: str | None = gs.text(
         None, "Bring your own catalog (FITS, CSV or Parquet); replaces the mock or archive "
         "catalog; `columns` maps its column names.", optional=True)
-    format: str = choice("auto", ("auto", "fits", "csv", "parquet"),
+    format: str = gs.choice("auto", ("auto", "fits", "csv", "parquet"),
                          "File format of `path` (auto = from the suffix).")
-    columns: dict[str, str | None] = value(
+    columns: dict[str, str | None] = gs.value(
         {}, _check_columns, _COLUMNS_SCHEMA,
         "Column names in your catalog: ra, dec (degrees) and z (redshift) are required, "
         "id, Mr (M_r - 5 log10 h, k-corrected), g_r, log_mstar, log_sfr, log_ssfr optional "
         "(unset = the canonical name if present).")
-    zmin: float = number(0.02, "Lower redshift of the volume-limited sample.", lo=0.0)
-    zmax: float = number(0.07, "Upper redshift of the volume-limited sample.", lo=0.0, hi=1.0,
+    zmin: float = gs.number(0.02, "Lower redshift of the volume-limited sample.", lo=0.0)
+    zmax: float = gs.number(0.07, "Upper redshift of the volume-limited sample.", lo=0.0, hi=1.0,
                          lo_open=True)
-    mr_max: float | None = number(
+    mr_max: float | None = gs.number(
         -18.95, "Volume limit M_r - 5 log10 h < mr_max (null = no magnitude cut).",
         lo=-30.0, hi=0.0, optional=True)
 
@@ -126,8 +115,8 @@ class CatalogSettings(Settings):
 class ArchiveSettings(Settings):
     """SDSS archive query settings (source = archive)."""
 
-    data_release: int = choice(7, (7,), "SDSS data release of the CAS SQL query.")
-    timeout: float = number(600.0, "Seconds allowed for each SQL query.", lo=0.0, lo_open=True)
+    data_release: int = gs.choice(7, (7,), "SDSS data release of the CAS SQL query.")
+    timeout: float = gs.number(600.0, "Seconds allowed for each SQL query.", lo=0.0, lo_open=True)
 
 
 @dataclass(frozen=True)
@@ -139,17 +128,17 @@ class MapSettings(Settings):
     9 MB; lzf ≈ +1.6-2.2 s, 20 MB (and h5py-only); none: 549 MB.
     """
 
-    size_mpc: float = number(10.0, "Side L of the comoving square [h^-1 Mpc].", lo=0.0,
+    size_mpc: float = gs.number(10.0, "Side L of the comoving square [h^-1 Mpc].", lo=0.0,
                              lo_open=True)
-    npix: int = integer(64, "Pixels per side.", lo=1, hi=4096)
-    dv_kms: float = number(1000.0, "Half width of the rest-frame velocity window [km/s].",
+    npix: int = gs.integer(64, "Pixels per side.", lo=1, hi=4096)
+    dv_kms: float = gs.number(1000.0, "Half width of the rest-frame velocity window [km/s].",
                            lo=0.0, lo_open=True)
-    chunk: int = integer(2048, "Targets per processing chunk (memory ~ chunk * npix^2).",
+    chunk: int = gs.integer(2048, "Targets per processing chunk (memory ~ chunk * npix^2).",
                          lo=1, hi=1 << 20)
-    compression: str | None = choice("gzip", ("gzip", "lzf"),
+    compression: str | None = gs.choice("gzip", ("gzip", "lzf"),
                                      "HDF5 filter of the maps (null = none).", optional=True)
-    compression_level: int = integer(1, "gzip level (ignored otherwise).", lo=0, hi=9)
-    h5_chunk_maps: int = integer(256, "Maps per HDF5 chunk.", lo=1, hi=1 << 16)
+    compression_level: int = gs.integer(1, "gzip level (ignored otherwise).", lo=0, hi=9)
+    h5_chunk_maps: int = gs.integer(256, "Maps per HDF5 chunk.", lo=1, hi=1 << 16)
 
     def check(self) -> None:
         if self.npix * self.npix * self.h5_chunk_maps * 2 > (1 << 32) - 1:
@@ -167,7 +156,7 @@ class MapSettings(Settings):
 
 
 def _power_of_two(v: Any) -> int:
-    n = integer(1, lo=1, hi=1 << 29).metadata["check"](v)
+    n = gs.integer(1, lo=1, hi=1 << 29).metadata["check"](v)
     if n & (n - 1):
         raise ValueError(f"= {n} must be a power of two")
     return n
@@ -178,11 +167,11 @@ class FootprintSettings(Settings):
     """Survey footprint for the edge cut (HEALPix occupancy of the catalog unless `mask`
     names a HEALPix mask FITS file)."""
 
-    nside: int = value(DEFAULT_NSIDE, _power_of_two, {"type": "integer", "minimum": 1},
+    nside: int = gs.value(DEFAULT_NSIDE, _power_of_two, {"type": "integer", "minimum": 1},
                        "HEALPix resolution of the catalogue-derived footprint (a power of 2).")
-    min_count: int = integer(1, "Galaxies a pixel needs to be inside.", lo=1)
-    fill_holes: bool = flag(True, "Fill under-filled pixels whose 8 neighbours are inside.")
-    mask: str | None = text(
+    min_count: int = gs.integer(1, "Galaxies a pixel needs to be inside.", lo=1)
+    fill_holes: bool = gs.flag(True, "Fill under-filled pixels whose 8 neighbours are inside.")
+    mask: str | None = gs.text(
         None, "HEALPix mask FITS file used instead of the catalogue occupancy (nside, "
         "min_count and fill_holes are then ignored).", optional=True)
 
@@ -196,15 +185,15 @@ def aperture_column(radius: float) -> str:
 class EnvParamsSettings(Settings):
     """Classic environment parameters (Sigma_N, nearest-neighbour distance, aperture counts)."""
 
-    n_neighbours: tuple[int, ...] = numbers(
+    n_neighbours: tuple[int, ...] = gs.numbers(
         (5,), "The N of Sigma_N (each gives d_N, sigma_N, log_sigma_N).", integer=True, lo=1,
         hi=10_000, min_length=1)
-    radii_mpc: tuple[float, ...] = numbers(
+    radii_mpc: tuple[float, ...] = gs.numbers(
         (1.0, 2.0, 5.0), "Aperture radii of the counts n_r<R> [h^-1 Mpc], each <= r_max_mpc.",
         lo=0.0, lo_open=True)
-    r_max_mpc: float = number(10.0, "Largest projected search radius [h^-1 Mpc].", lo=0.0,
+    r_max_mpc: float = gs.number(10.0, "Largest projected search radius [h^-1 Mpc].", lo=0.0,
                               lo_open=True)
-    chunk: int = integer(2048, "Targets per processing chunk.", lo=1, hi=1 << 20)
+    chunk: int = gs.integer(2048, "Targets per processing chunk.", lo=1, hi=1 << 20)
 
     def check(self) -> None:
         for r in self.radii_mpc:
@@ -227,22 +216,22 @@ class EnvironmentModelSettings(ModelSettings):
 
     model_class: ClassVar[str] = "galforge.environment.model:PoissonVAE"
 
-    latent_dim: int = integer(128, "Latent dimensions (the paper's 128).", lo=1, hi=4096)
-    channels: tuple[int, ...] = numbers(
+    latent_dim: int = gs.integer(128, "Latent dimensions (the paper's 128).", lo=1, hi=4096)
+    channels: tuple[int, ...] = gs.numbers(
         (32, 64, 128, 256), "Encoder convolution widths, one stride-2 block each.",
         integer=True, lo=1, hi=4096, min_length=1)
-    hidden: int = integer(512, "Width of the dense layer between convolutions and latents.",
+    hidden: int = gs.integer(512, "Width of the dense layer between convolutions and latents.",
                           lo=1, hi=1 << 16)
-    npix: int | None = integer(
+    npix: int | None = gs.integer(
         None, "Map side in pixels (null = environment.maps.npix; must equal it).", lo=1,
         hi=4096, optional=True)
-    activation: str = choice("leaky_relu", ACTIVATIONS, "Activation of every block.")
-    norm: str = choice("batch", NORMS, "Normalisation of the convolution blocks.")
-    dropout: float = number(0.0, "Dropout probability of every block.", lo=0.0, hi=1.0,
+    activation: str = gs.choice("leaky_relu", ACTIVATIONS, "Activation of every block.")
+    norm: str = gs.choice("batch", NORMS, "Normalisation of the convolution blocks.")
+    dropout: float = gs.number(0.0, "Dropout probability of every block.", lo=0.0, hi=1.0,
                             hi_open=True)
-    init_rate: float = number(0.01, "Initial decoder output, counts per pixel.", lo=0.0,
+    init_rate: float = gs.number(0.01, "Initial decoder output, counts per pixel.", lo=0.0,
                               lo_open=True)
-    beta: float = number(1.0, "Weight of the KL term.", lo=0.0)
+    beta: float = gs.number(1.0, "Weight of the KL term.", lo=0.0)
 
     def check(self) -> None:
         if self.npix is not None:
@@ -275,12 +264,12 @@ class EnvironmentModelSettings(ModelSettings):
 class StatsSettings(Settings):
     """Latent statistics: Spearman, shuffle-normalised MI and KS with bootstrap intervals."""
 
-    n_latents: int = integer(8, "Most informative latents analysed.", lo=1)
-    n_shuffles: int = integer(50, "Permutations of the MI normalisation.", lo=1)
-    n_boot: int = integer(100, "Bootstrap resamples of the intervals.", lo=1)
-    ks_quantile: float = number(0.1, "KS test between the lowest and highest quantile.",
+    n_latents: int = gs.integer(8, "Most informative latents analysed.", lo=1)
+    n_shuffles: int = gs.integer(50, "Permutations of the MI normalisation.", lo=1)
+    n_boot: int = gs.integer(100, "Bootstrap resamples of the intervals.", lo=1)
+    ks_quantile: float = gs.number(0.1, "KS test between the lowest and highest quantile.",
                                 lo=0.0, hi=0.5, lo_open=True)
-    ci: float = number(0.68, "Width of the bootstrap intervals.", lo=0.0, hi=1.0, lo_open=True,
+    ci: float = gs.number(0.68, "Width of the bootstrap intervals.", lo=0.0, hi=1.0, lo_open=True,
                        hi_open=True)
 
 
@@ -292,17 +281,17 @@ class EnvironmentSettings(Settings):
     ties: ClassVar[tuple[tuple[str, str], ...]] = (("model.npix", "maps.npix"),)
 
 
-    catalog: CatalogSettings = section(CatalogSettings)
-    mock: MockEnvironmentSettings = section(
+    catalog: CatalogSettings = gs.section(CatalogSettings)
+    mock: MockEnvironmentSettings = gs.section(
         MockEnvironmentSettings, "The mock universe (source = mock): overrides of its scale "
         "preset.")
-    archive: ArchiveSettings = section(ArchiveSettings)
-    maps: MapSettings = section(MapSettings)
-    footprint: FootprintSettings = section(FootprintSettings)
-    envparams: EnvParamsSettings = section(EnvParamsSettings)
-    model: EnvironmentModelSettings = section(EnvironmentModelSettings)
-    train: TrainSettings = section(TrainSettings, "Training of the VAE (the seed is the run's "
+    archive: ArchiveSettings = gs.section(ArchiveSettings)
+    maps: MapSettings = gs.section(MapSettings)
+    footprint: FootprintSettings = gs.section(FootprintSettings)
+    envparams: EnvParamsSettings = gs.section(EnvParamsSettings)
+    model: EnvironmentModelSettings = gs.section(EnvironmentModelSettings)
+    train: TrainSettings = gs.section(TrainSettings, "Training of the VAE (the seed is the run's "
                                    "`seed`).")
-    split: SplitSettings = section(SplitSettings, "Train/validation split of the maps.",
+    split: SplitSettings = gs.section(SplitSettings, "Train/validation split of the maps.",
                                    defaults={"val_fraction": 0.1})
-    stats: StatsSettings = section(StatsSettings)
+    stats: StatsSettings = gs.section(StatsSettings)

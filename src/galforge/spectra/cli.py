@@ -89,82 +89,67 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add the spectra study's subcommands to the ``galforge`` parser."""
     from galforge.commands import add_command
 
-    p = add_command(sub, "spectra-mock", _mock,
-                    "write the mock SDSS spectra, GSWLC and MPA-JHU tables, truth and shard manifests")
-    p.add_argument("--root", required=True, help="output folder of the mock (spectra/, tables)")
-    p.add_argument("--manifests", nargs="+", required=True,
-                   help="output shard manifests (CSV), one per shard, in shard order")
-
-    p = add_command(sub, "spectra-fetch-gswlc", _fetch_gswlc,
-                    "download the GSWLC-X2 catalogue (network)")
-    p.add_argument("--out", required=True, help="output file (GSWLC-X2.dat)")
-
-    p = add_command(sub, "spectra-targets", _targets,
-                    "the spectra to download: GSWLC galaxies in the redshift range")
-    p.add_argument("--gswlc", required=True, help="input GSWLC table")
-    p.add_argument("--out", required=True, help="output targets (Parquet: key, plate, mjd, fiber, z)")
-
+    catalogs = {"gswlc": "input GSWLC table", "mpajhu-info": "input MPA-JHU gal_info file",
+                "mpajhu-oh": "input MPA-JHU gal_fiboh file"}
+    add_command(sub, "spectra-mock", _mock,
+                "write the mock SDSS spectra, GSWLC and MPA-JHU tables, truth and shard "
+                "manifests", {
+                    "root": "output folder of the mock (spectra/, tables)",
+                    "manifests+": "output shard manifests (CSV), one per shard, in shard order"})
+    add_command(sub, "spectra-fetch-gswlc", _fetch_gswlc,
+                "download the GSWLC-X2 catalogue (network)",
+                {"out": "output file (GSWLC-X2.dat)"})
+    add_command(sub, "spectra-targets", _targets,
+                "the spectra to download: GSWLC galaxies in the redshift range", {
+                    "gswlc": "input GSWLC table",
+                    "out": "output targets (Parquet: key, plate, mjd, fiber, z)"})
     p = add_command(sub, "spectra-fetch", _fetch,
-                    "download one plate shard of SDSS spectra and write its manifest (network)")
+                    "download one plate shard of SDSS spectra and write its manifest (network)", {
+                        "targets": "input targets (Parquet)",
+                        "dest": "download folder (PLATE4/<file>)",
+                        "manifest": "output shard manifest (CSV)"})
     p.add_argument("--shard", required=True, type=int, help="shard index")
-    p.add_argument("--targets", required=True, help="input targets (Parquet)")
-    p.add_argument("--dest", required=True, help="download folder (PLATE4/<file>)")
-    p.add_argument("--manifest", required=True, help="output shard manifest (CSV)")
-
-    def catalogs(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--gswlc", required=True, help="input GSWLC table")
-        p.add_argument("--mpajhu-info", required=True, help="input MPA-JHU gal_info file")
-        p.add_argument("--mpajhu-oh", required=True, help="input MPA-JHU gal_fiboh file")
-
-    p = add_command(sub, "spectra-preprocess-shard", _preprocess_shard,
-                    "select and preprocess one shard of spectra (rest frame, 4000 px, masks)")
-    p.add_argument("--manifest", required=True, help="input shard manifest (CSV)")
-    catalogs(p)
-    p.add_argument("--out", required=True, help="output shard HDF5")
-    p.add_argument("--rejects", required=True, help="output CSV of the rejected spectra and why")
-
-    p = add_command(sub, "spectra-preprocess", _preprocess,
-                    "merge the shards and infill masked pixels by iterative PCA")
-    p.add_argument("--shards", nargs="+", required=True, help="input shard HDF5 files")
-    p.add_argument("--shard-rejects", nargs="+", required=True, help="input shard rejects CSVs")
-    p.add_argument("--out", required=True, help="output spectra HDF5")
-    p.add_argument("--rejects", required=True, help="output CSV of every rejected spectrum")
-    p.add_argument("--report", required=True, help="output JSON: counts per reject reason, infill")
-
-    p = add_command(sub, "spectra-train", _train,
-                    "train one VAE / CVAE of the grid (resumes from its checkpoint after a kill)")
-    p.add_argument("--model-id", required=True, help="grid identifier, e.g. vae-d3, cvae-ssfr+z-d2")
-    p.add_argument("--spectra", required=True, help="input spectra HDF5")
-    p.add_argument("--model", required=True, help="output final checkpoint")
-    p.add_argument("--metrics", required=True, help="output per-epoch metrics (CSV)")
-    p.add_argument("--summary", required=True, help="output JSON summary of the training")
-    p.add_argument("--evaluation", required=True,
-                   help="output JSON: held-out likelihood and BIC of the trained model")
-    p.add_argument("--workdir", required=True, help="folder of the rolling checkpoint")
-
-    p = add_command(sub, "spectra-bic", _bic, "the BIC table of the model grid (Fig 2)")
-    p.add_argument("--evaluations", nargs="+", required=True, help="input evaluation JSONs")
-    p.add_argument("--out", required=True, help="output CSV")
-    p.add_argument("--out-md", required=True, help="output Markdown table")
-
-    p = add_command(sub, "spectra-analysis", _analysis,
-                    "PCA of the best VAE's latents, D catalog, MI, sweeps and SHAP")
-    p.add_argument("--spectra", required=True)
-    p.add_argument("--bic", required=True, help="input BIC table (CSV)")
-    p.add_argument("--models", required=True, help="folder of the trained models (<id>/model.pt)")
-    p.add_argument("--truth", default=None, help="the mock's truth file (mock only)")
-    p.add_argument("--catalog", required=True, help="output D catalog (Parquet)")
-    p.add_argument("--pca", required=True, help="output PCA variance table (CSV)")
-    p.add_argument("--mi", required=True, help="output MI table (CSV)")
-    p.add_argument("--shap", required=True, help="output SHAP additivity report (JSON)")
-    p.add_argument("--truth-report", required=True, help="output planted-truth recovery (JSON)")
-    p.add_argument("--arrays", required=True, help="output arrays for the figures (HDF5)")
-
-    p = add_command(sub, "spectra-figures", _figures,
-                    "every figure of the study (PDF + PNG, provenance-stamped)")
-    for name in ("spectra", "catalog", "bic", "pca", "mi", "arrays"):
-        p.add_argument(f"--{name}", required=True)
-    p.add_argument("--metrics", nargs="+", required=True,
-                   help="metrics.csv of every model (models/<id>/metrics.csv)")
-    p.add_argument("--truth", default=None, help="the mock's truth file: adds the truth figure")
-    p.add_argument("--outdir", required=True, help="folder of the figures")
+    add_command(sub, "spectra-preprocess-shard", _preprocess_shard,
+                "select and preprocess one shard of spectra (rest frame, 4000 px, masks)", {
+                    "manifest": "input shard manifest (CSV)", **catalogs,
+                    "out": "output shard HDF5",
+                    "rejects": "output CSV of the rejected spectra and why"})
+    add_command(sub, "spectra-preprocess", _preprocess,
+                "merge the shards and infill masked pixels by iterative PCA", {
+                    "shards+": "input shard HDF5 files",
+                    "shard-rejects+": "input shard rejects CSVs",
+                    "out": "output spectra HDF5",
+                    "rejects": "output CSV of every rejected spectrum",
+                    "report": "output JSON: counts per reject reason, infill"})
+    add_command(sub, "spectra-train", _train,
+                "train one VAE / CVAE of the grid (resumes from its checkpoint after a kill)", {
+                    "model-id": "grid identifier, e.g. vae-d3, cvae-ssfr+z-d2",
+                    "spectra": "input spectra HDF5",
+                    "model": "output final checkpoint",
+                    "metrics": "output per-epoch metrics (CSV)",
+                    "summary": "output JSON summary of the training",
+                    "evaluation": "output JSON: held-out likelihood and BIC of the trained model",
+                    "workdir": "folder of the rolling checkpoint"})
+    add_command(sub, "spectra-bic", _bic, "the BIC table of the model grid (Fig 2)", {
+        "evaluations+": "input evaluation JSONs",
+        "out": "output CSV",
+        "out-md": "output Markdown table"})
+    add_command(sub, "spectra-analysis", _analysis,
+                "PCA of the best VAE's latents, D catalog, MI, sweeps and SHAP", {
+                    "spectra": "input spectra HDF5",
+                    "bic": "input BIC table (CSV)",
+                    "models": "folder of the trained models (<id>/model.pt)",
+                    "truth?": "the mock's truth file (mock only)",
+                    "catalog": "output D catalog (Parquet)",
+                    "pca": "output PCA variance table (CSV)",
+                    "mi": "output MI table (CSV)",
+                    "shap": "output SHAP additivity report (JSON)",
+                    "truth-report": "output planted-truth recovery (JSON)",
+                    "arrays": "output arrays for the figures (HDF5)"})
+    add_command(sub, "spectra-figures", _figures,
+                "every figure of the study (PDF + PNG, provenance-stamped)", {
+                    **{k: f"input {k}" for k in ("spectra", "catalog", "bic", "pca", "mi",
+                                                 "arrays")},
+                    "metrics+": "metrics.csv of every model (models/<id>/metrics.csv)",
+                    "truth?": "the mock's truth file: adds the truth figure",
+                    "outdir": "folder of the figures"})

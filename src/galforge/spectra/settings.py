@@ -21,21 +21,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from galforge import settings as gs
 from galforge.archives.sdss_pixmask import PIXMASK_BITS
 from galforge.mock.settings import MockSpectraSettings
-from galforge.settings import (
-    ModelSettings,
-    Settings,
-    choice,
-    flag,
-    integer,
-    number,
-    numbers,
-    section,
-    text,
-    texts,
-    value,
-)
+from galforge.settings import ModelSettings, Settings
 from galforge.spectra.model_ids import (
     CONDITION_SHORT,
     KINDS,
@@ -88,10 +77,10 @@ DEFAULT_SKY_LINES: tuple[tuple[float, float], ...] = (
 class SelectionSettings(Settings):
     """Which spectra enter: galaxies only, matched in GSWLC, in a redshift range."""
 
-    zmin: float = number(0.0, "Keep zmin < z (strict).", lo=0.0)
-    zmax: float = number(0.1, "Keep z < zmax (strict); the paper's sample is z < 0.1.",
+    zmin: float = gs.number(0.0, "Keep zmin < z (strict).", lo=0.0)
+    zmax: float = gs.number(0.1, "Keep z < zmax (strict); the paper's sample is z < 0.1.",
                          lo=0.0)
-    require_metallicity: bool = flag(
+    require_metallicity: bool = gs.flag(
         False, "Reject galaxies without a finite MPA-JHU 12 + log(O/H) (default: keep them "
         "with oh_p50 NaN).")
 
@@ -104,19 +93,19 @@ class SelectionSettings(Settings):
 class SpectraArchiveSettings(Settings):
     """Archive settings (source = archive)."""
 
-    n_shards: int = integer(16, "Download and preprocessing shards (by plate); a cluster run "
+    n_shards: int = gs.integer(16, "Download and preprocessing shards (by plate); a cluster run "
                             "spreads them over jobs.", lo=1, hi=4096)
-    spectra_format: str = choice(
+    spectra_format: str = gs.choice(
         "spec-lite", ("spec-lite", "spSpec"),
         "Which SDSS spectrum files to download: DR17 SAS spec-lite (DR8+ layout) or the DR7 "
         "spSpec files.")
-    max_spectra: int | None = integer(
+    max_spectra: int | None = gs.integer(
         None, "Download at most this many spectra (null = all selected).", lo=1,
         optional=True)
-    max_missing: float = number(
+    max_missing: float = gs.number(
         0.01, "Largest fraction of a shard's spectra the archive may lack (HTTP 404; listed as "
         "not_downloaded) before the shard fails.", lo=0.0, hi=1.0)
-    base_url: str | None = text(
+    base_url: str | None = gs.text(
         None, "Folder of the spectrum files on a mirror (PLATE4/<file> below it); null = the "
         "SDSS archive of spectra_format.", optional=True)
 
@@ -124,7 +113,7 @@ class SpectraArchiveSettings(Settings):
 def _sky_lines(v: Any) -> tuple[tuple[float, float], ...]:
     if isinstance(v, str) or not isinstance(v, Sequence):
         raise ValueError(f"must be a list of [wavelength, half_width] in Å, got {v!r}")
-    one = numbers((1.0, 1.0), lo=0.0, lo_open=True, length=2).metadata["check"]
+    one = gs.numbers((1.0, 1.0), lo=0.0, lo_open=True, length=2).metadata["check"]
     out = []
     for i, item in enumerate(v):
         try:
@@ -139,39 +128,39 @@ class PreprocessSettings(Settings):
     """Rest frame, resampling to log-lambda pixels, masks, normalisation and iterative-PCA
     infill (see :mod:`galforge.spectra.preprocess` for the choices)."""
 
-    n_pix: int = integer(4000, "Rest-frame output pixels, uniform in log lambda.", lo=16,
+    n_pix: int = gs.integer(4000, "Rest-frame output pixels, uniform in log lambda.", lo=16,
                          hi=1 << 16)
-    wave_min: float = number(3400.0, "First pixel centre [Angstrom, vacuum].", lo=0.0,
+    wave_min: float = gs.number(3400.0, "First pixel centre [Angstrom, vacuum].", lo=0.0,
                              lo_open=True)
-    wave_max: float = number(8400.0, "Last pixel centre [Angstrom, vacuum].", lo=0.0,
+    wave_max: float = gs.number(8400.0, "Last pixel centre [Angstrom, vacuum].", lo=0.0,
                              lo_open=True)
-    norm_window: tuple[float, float] = numbers(
+    norm_window: tuple[float, float] = gs.numbers(
         (5300.0, 5850.0), "Rest-frame window whose median good flux normalises each spectrum "
         "[Angstrom].", lo=0.0, lo_open=True, length=2, increasing=True)
-    min_norm_pixels: int = integer(100, "Fewest good output pixels in that window.", lo=1)
-    bad_mask_bits: tuple[str, ...] = texts(
+    min_norm_pixels: int = gs.integer(100, "Fewest good output pixels in that window.", lo=1)
+    bad_mask_bits: tuple[str, ...] = gs.texts(
         DEFAULT_BAD_MASK_BITS, "spPixMask bit names that make a pixel bad.",
         options=tuple(PIXMASK_BITS))
-    sky_lines: tuple[tuple[float, float], ...] = value(
+    sky_lines: tuple[tuple[float, float], ...] = gs.value(
         DEFAULT_SKY_LINES, _sky_lines,
         {"type": "array", "items": {"type": "array", "items": {"type": "number"},
                                     "minItems": 2, "maxItems": 2}},
         "[vacuum wavelength, half-width] pairs in Angstrom masked in the observed frame.")
-    min_good_fraction: float = number(0.7, "Fewest unmasked output pixels, as a fraction.",
+    min_good_fraction: float = gs.number(0.7, "Fewest unmasked output pixels, as a fraction.",
                                       lo=0.0, hi=1.0)
-    batch: int = integer(256, "Spectra per resampling batch (memory ~ 50 kB * batch).", lo=1,
+    batch: int = gs.integer(256, "Spectra per resampling batch (memory ~ 50 kB * batch).", lo=1,
                          hi=1 << 16)
-    infill_components: int = integer(10, "Eigenspectra of the iterative-PCA infill.", lo=1,
+    infill_components: int = gs.integer(10, "Eigenspectra of the iterative-PCA infill.", lo=1,
                                      hi=256)
-    infill_iter: int = integer(30, "Iterations of the infill.", lo=1, hi=10_000)
-    infill_tol: float = number(1e-4, "Relative tolerance of the infill.", lo=0.0, lo_open=True)
-    infill_weighted: bool = flag(False, "Weight the infill fit by the inverse variance.")
-    infill_fit_max: int = integer(2000, "The eigenspectra are fitted on at most this many "
+    infill_iter: int = gs.integer(30, "Iterations of the infill.", lo=1, hi=10_000)
+    infill_tol: float = gs.number(1e-4, "Relative tolerance of the infill.", lo=0.0, lo_open=True)
+    infill_weighted: bool = gs.flag(False, "Weight the infill fit by the inverse variance.")
+    infill_fit_max: int = gs.integer(2000, "The eigenspectra are fitted on at most this many "
                                   "spectra (a seeded random subset).", lo=1, hi=1 << 24)
-    infill_chunk: int = integer(2048, "Spectra per infill/write chunk.", lo=1, hi=1 << 20)
-    seed: int = integer(0, "Seed of the infill subset and of the randomized SVD.", lo=0,
+    infill_chunk: int = gs.integer(2048, "Spectra per infill/write chunk.", lo=1, hi=1 << 20)
+    seed: int = gs.integer(0, "Seed of the infill subset and of the randomized SVD.", lo=0,
                         hi=2**32 - 1)
-    compression: str | None = choice("lzf", ("gzip", "lzf"),
+    compression: str | None = gs.choice("lzf", ("gzip", "lzf"),
                                      "HDF5 filter of the 2-D datasets (null = none).",
                                      optional=True)
 
@@ -233,10 +222,10 @@ def _condition_sets(v: Any) -> tuple[tuple[str, ...], ...]:
 class GridSettings(Settings):
     """The models trained, one Snakemake job each: latent sizes x condition sets."""
 
-    latent_dims: tuple[int, ...] = numbers(
+    latent_dims: tuple[int, ...] = gs.numbers(
         (1, 2, 3, 4, 5, 6, 7, 8), "Latent sizes (paper 1-8).", integer=True, lo=1, hi=64,
         min_length=1)
-    conditions: tuple[tuple[str, ...], ...] = value(
+    conditions: tuple[tuple[str, ...], ...] = gs.value(
         ((), ("mstar",), ("sfr",), ("ssfr",), ("z",), ("mstar", "sfr"), ("mstar", "z"),
          ("ssfr", "z"), ("mstar", "sfr", "z")),
         _condition_sets,
@@ -274,30 +263,30 @@ class SpectraModelSettings(ModelSettings):
 
     model_class: ClassVar[str] = "galforge.spectra.model:SpectraVAE"
 
-    kind: str = choice("vae", KINDS, "Plain or conditional VAE (set by the grid).")
-    latent_dim: int = integer(4, "Gaussian latents (set by the grid).", lo=1, hi=4096)
-    conditions: tuple[str, ...] = value(
+    kind: str = gs.choice("vae", KINDS, "Plain or conditional VAE (set by the grid).")
+    latent_dim: int = gs.integer(4, "Gaussian latents (set by the grid).", lo=1, hi=4096)
+    conditions: tuple[str, ...] = gs.value(
         (), lambda v: canonical_conditions(v),
         {"type": "array", "items": {"type": "string"}},
         "CVAE conditions (set by the grid): log_mstar, log_sfr, log_ssfr, oh_p50 or the short "
         "names mstar, sfr, ssfr, z.")
-    npix: int | None = integer(
+    npix: int | None = gs.integer(
         None, "Pixels per spectrum (null = spectra.preprocess.n_pix; must equal it).", lo=8,
         hi=1 << 16, optional=True)
-    channels: tuple[int, ...] = numbers((8, 16, 32), "Encoder convolution widths.",
+    channels: tuple[int, ...] = gs.numbers((8, 16, 32), "Encoder convolution widths.",
                                         integer=True, lo=1, min_length=1)
-    kernel_sizes: tuple[int, ...] = numbers((9, 5, 5), "Convolution kernel sizes.",
+    kernel_sizes: tuple[int, ...] = gs.numbers((9, 5, 5), "Convolution kernel sizes.",
                                             integer=True, lo=1, min_length=1)
-    strides: tuple[int, ...] = numbers((8, 4, 2), "Convolution strides.", integer=True, lo=1,
+    strides: tuple[int, ...] = gs.numbers((8, 4, 2), "Convolution strides.", integer=True, lo=1,
                                        min_length=1)
-    hidden: tuple[int, ...] = numbers((128, 32), "Widths of the linear blocks.", integer=True,
+    hidden: tuple[int, ...] = gs.numbers((128, 32), "Widths of the linear blocks.", integer=True,
                                       lo=1)
-    activation: str = choice("leaky_relu", ACTIVATIONS, "Activation of every block.")
-    dropout: float = number(0.0, "Dropout probability of every block.", lo=0.0, hi=1.0,
+    activation: str = gs.choice("leaky_relu", ACTIVATIONS, "Activation of every block.")
+    dropout: float = gs.number(0.0, "Dropout probability of every block.", lo=0.0, hi=1.0,
                             hi_open=True)
-    linear_skip: bool = flag(True, "Linear shortcuts beside the non-linear paths, started "
+    linear_skip: bool = gs.flag(True, "Linear shortcuts beside the non-linear paths, started "
                              "from the PCA of the training spectra.")
-    beta: float = number(1.0, "Weight of the KL term (1 = the ELBO).", lo=0.0)
+    beta: float = gs.number(1.0, "Weight of the KL term (1 = the ELBO).", lo=0.0)
 
     def check(self) -> None:
         if self.kind == "vae" and self.conditions:
@@ -353,21 +342,21 @@ class SpectraModelSettings(ModelSettings):
 class AnalysisSettings(Settings):
     """PCA of the latents, mutual information and SHAP (Figs 1, 3-6)."""
 
-    n_bins: int = integer(20, "Bins per axis of the latent-plane maps of Fig. 1.", lo=2)
-    min_count: int = integer(5, "Fewest spectra in a bin for its mean to be shown.", lo=1)
-    n_steps: int = integer(7, "Spectra along each sweep of Figs 3 and 5.", lo=2)
-    sweep_quantiles: tuple[float, float] = numbers(
+    n_bins: int = gs.integer(20, "Bins per axis of the latent-plane maps of Fig. 1.", lo=2)
+    min_count: int = gs.integer(5, "Fewest spectra in a bin for its mean to be shown.", lo=1)
+    n_steps: int = gs.integer(7, "Spectra along each sweep of Figs 3 and 5.", lo=2)
+    sweep_quantiles: tuple[float, float] = gs.numbers(
         (0.05, 0.95), "The sweeps run between these quantiles of D_i or of the condition.",
         lo=0.0, hi=1.0, length=2, increasing=True)
-    n_shuffles: int = integer(50, "Permutations in the MI normalisation.", lo=1)
-    shap_background: int = integer(64, "Background spectra of DeepExplainer (seeded sample).",
+    n_shuffles: int = gs.integer(50, "Permutations in the MI normalisation.", lo=1)
+    shap_background: int = gs.integer(64, "Background spectra of DeepExplainer (seeded sample).",
                                    lo=2)
-    shap_explain: int = integer(100, "Spectra explained for the mean |SHAP| curve.", lo=1)
-    shap_examples: int = integer(3, "Galaxies shown individually in Fig. 6 (along D1).", lo=1)
-    shap_min_coverage: float = number(
+    shap_explain: int = gs.integer(100, "Spectra explained for the mean |SHAP| curve.", lo=1)
+    shap_examples: int = gs.integer(3, "Galaxies shown individually in Fig. 6 (along D1).", lo=1)
+    shap_min_coverage: float = gs.number(
         0.5, "A pixel observed by fewer than this fraction of the explained spectra is left "
         "out of the mean |SHAP| (NaN).", lo=0.0, hi=1.0)
-    batch_size: int = integer(512, "Spectra per batch when encoding / decoding.", lo=1)
+    batch_size: int = gs.integer(512, "Spectra per batch when encoding / decoding.", lo=1)
 
 
 @dataclass(frozen=True)
@@ -379,20 +368,20 @@ class SpectraSettings(Settings):
     ties: ClassVar[tuple[tuple[str, str], ...]] = (("model.npix", "preprocess.n_pix"),)
 
 
-    selection: SelectionSettings = section(SelectionSettings)
-    archive: SpectraArchiveSettings = section(SpectraArchiveSettings)
-    mock: MockSpectraSettings = section(
+    selection: SelectionSettings = gs.section(SelectionSettings)
+    archive: SpectraArchiveSettings = gs.section(SpectraArchiveSettings)
+    mock: MockSpectraSettings = gs.section(
         MockSpectraSettings, "The mock spectra (source = mock): overrides of its scale preset.")
-    mock_shards: int = integer(2, "Preprocessing shards of the mock (by plate).", lo=1, hi=256)
-    preprocess: PreprocessSettings = section(PreprocessSettings)
-    grid: GridSettings = section(GridSettings)
-    model: SpectraModelSettings = section(SpectraModelSettings)
-    train: TrainSettings = section(TrainSettings, "Training of every model of the grid (the "
+    mock_shards: int = gs.integer(2, "Preprocessing shards of the mock (by plate).", lo=1, hi=256)
+    preprocess: PreprocessSettings = gs.section(PreprocessSettings)
+    grid: GridSettings = gs.section(GridSettings)
+    model: SpectraModelSettings = gs.section(SpectraModelSettings)
+    train: TrainSettings = gs.section(TrainSettings, "Training of every model of the grid (the "
                                    "seed is the run's `seed`).")
-    split: SplitSettings = section(SplitSettings, "Train/validation split of the spectra "
+    split: SplitSettings = gs.section(SplitSettings, "Train/validation split of the spectra "
                                    "(early stopping and the BIC likelihood).",
                                    defaults={"val_fraction": 0.15})
-    analysis: AnalysisSettings = section(AnalysisSettings)
+    analysis: AnalysisSettings = gs.section(AnalysisSettings)
 
     def check(self) -> None:
         for mid in self.grid.model_ids():  # every model of the grid is a valid model
