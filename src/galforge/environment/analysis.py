@@ -98,8 +98,19 @@ def statistics_tables(
     return env, gal
 
 
+#: Acceptance of the planted truth: the top-ranked latent tracks the map-scale density
+#: with at least this |Spearman rho| (the mock's density is the environment signal).
+TOP_LATENT_MIN_ABS_RHO = 0.9
+
+
 def truth_recovery(joined: pd.DataFrame, truth: pd.DataFrame, n_latents: int) -> dict[str, Any]:
-    """How the ranked latents recover the mock's planted truth."""
+    """How the ranked latents recover the mock's planted truth.
+
+    Two checks, each with its ``pass_<check>`` flag: ``pass_top_latent`` (the top latent's
+    |rho| with the map-scale true density is at least :data:`TOP_LATENT_MIN_ABS_RHO`) and
+    ``pass_signs`` (the planted sign of every galaxy property's density trend is recovered
+    along that latent).
+    """
     t = truth.rename(columns={"objID": "id"})
     m = joined.merge(t[["id", "log1p_delta_map", "log1p_delta_true"]], on="id", how="inner")
     out: dict[str, Any] = {"n": len(m), "latents": {}}
@@ -123,4 +134,6 @@ def truth_recovery(joined: pd.DataFrame, truth: pd.DataFrame, n_latents: int) ->
                        "rho_true_density": spearman(m["log1p_delta_true"], m[prop])[0]}
     out["planted_signs"] = signs
     out["all_signs_recovered"] = all(v["planted"] == v["recovered"] for v in signs.values())
+    out["pass_top_latent"] = bool(abs(rho_top) >= TOP_LATENT_MIN_ABS_RHO)
+    out["pass_signs"] = bool(signs) and out["all_signs_recovered"]
     return out
