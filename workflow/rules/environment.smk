@@ -1,5 +1,6 @@
 # Environment study (Gim, Moon, Yoon): VAE on neighbour-count maps around SDSS DR7
-# volume-limited galaxies. This file: the catalog and the maps.
+# volume-limited galaxies: mock or archive catalog -> maps and environment parameters ->
+# the VAE -> ranked latents -> statistics and truth recovery -> figures.
 
 
 # ---------------------------------------------------------------- this run's paths
