@@ -13,7 +13,7 @@ from astropy.table import Table
 
 from conftest import shared_data_path
 from galforge.archives.gswlc import write_gswlc
-from galforge.archives.sdss import write_mpajhu_oh
+from galforge.archives.mpajhu import write_mpajhu_oh
 from galforge.archives.sdss_spectra import MANIFEST_COLUMNS
 from galforge.io import InputError
 from galforge.mock.spectra import MockSpectraSettings, write_spectra_mock

@@ -139,7 +139,7 @@ def mock_manifests(root: str | os.PathLike, n_shards: int, dests: Sequence[str |
 
 def read_oh_table(info: str | os.PathLike, oh: str | os.PathLike) -> Any:
     """The MPA-JHU 12 + log(O/H) per spectrum (``plate, mjd, fiberID, oh_p50``)."""
-    from galforge.archives.sdss import read_mpajhu
+    from galforge.archives.mpajhu import read_mpajhu
 
     return read_mpajhu(info, fiboh=oh)
 
