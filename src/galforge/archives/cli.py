@@ -21,7 +21,7 @@ def mpajhu_url(filename: str) -> str:
     urls = {}
     for files, links in ((mpajhu.MPAJHU_DR7_FILES, mpajhu.MPAJHU_DR7_URLS),
                          (mpajhu.MPAJHU_DR7_OH_FILES, mpajhu.MPAJHU_DR7_OH_URLS)):
-        urls.update({files[k]: links[k] for k in files})
+        urls.update({files[k]: links[k] for k in files if files[k] not in urls})  # gal_info: the first one
     if filename not in urls:
         raise InputError(f"{filename}: not an MPA-JHU DR7 file galforge reads "
                          f"(known: {', '.join(sorted(urls))})")
