@@ -37,7 +37,7 @@ from galforge.archives import mpajhu
 from galforge.archives.gswlc import write_gswlc
 from galforge.archives.mpajhu import write_mpajhu_oh
 from galforge.archives.testserver import FaultServer
-from galforge.spectra.preprocess import read_spectra_file
+from galforge.spectra.store import read_spectra_file
 
 SPEC = ["spec-0266-51602-0001.fits", "spec-0266-51630-0004.fits", "spec-0266-51630-0015.fits",
         "spec-0295-51585-0596.fits", "spec-0280-51612-0117.fits"]
