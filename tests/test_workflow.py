@@ -186,8 +186,8 @@ def check_tiny_spectra_outputs(res: Path) -> None:
     """What the tiny run of the spectra study must leave (grid: VAE and CVAE, d = 1, 2)."""
     from galforge.spectra.analysis import read_latent_catalog
     from galforge.spectra.bic import read_bic_table
-    from galforge.spectra.preprocess import read_spectra_file
     from galforge.spectra.steps import read_rejects
+    from galforge.spectra.store import read_spectra_file
 
     data = read_spectra_file(res / "spectra.h5")
     assert data.flux.shape[1] == 4000 and np.isfinite(data.flux).all()

@@ -5,7 +5,7 @@ The three commands the workflow runs for ``source: archive`` are called in-proce
 :class:`~galforge.archives.testserver.FaultServer`:
 
 1. ``fetch-mpajhu`` (the shared MPA-JHU rule) downloads four tiny gzipped FITS files in the
-   MPA-JHU DR7 layout (:data:`galforge.archives.sdss.MPAJHU_DR7_URLS` points at the
+   MPA-JHU DR7 layout (:data:`galforge.archives.mpajhu.MPAJHU_DR7_URLS` points at the
    server); one answers HTTP 500 once, so the download layer's retry (with its
    real 1 s backoff) is part of the path;
 2. ``environment-fetch`` runs the DR7 CAS SQL search through astroquery
@@ -40,7 +40,7 @@ from astropy.table import Table
 # helpers shared with the unit tests of the SDSS client (tests/archives is on sys.path)
 from test_sdss import CasStandIn, _fixture_rows, _mpajhu_files, _normalise
 
-from galforge.archives import sdss
+from galforge.archives import mpajhu, sdss
 from galforge.archives.formats import SDSS_PROPERTY_COLUMNS
 from galforge.archives.testserver import FaultServer, RecordedRequest, Reply
 from galforge.cli import main
@@ -79,7 +79,7 @@ def _mpajhu_rows() -> tuple[dict[str, np.ndarray], dict[tuple[int, int, int], tu
         for col, v in zip((plate, mjd, fiber, lgm, sfr, ssfr), (*key, m, s, ss), strict=True):
             col.append(v)
         expected[key] = tuple(
-            np.nan if v <= sdss.MPAJHU_SENTINEL_MAX else float(np.float32(v)) for v in (m, s, ss)
+            np.nan if v <= mpajhu.MPAJHU_SENTINEL_MAX else float(np.float32(v)) for v in (m, s, ss)
         )
     # spectra that are not in the galaxy table, one of them a near miss (fiber 537 vs 538)
     for key in ((1371, 52821, 538), (9999, 55555, 1), (266, 51631, 585)):
@@ -151,7 +151,7 @@ def _serve_mpajhu(server: FaultServer, monkeypatch: pytest.MonkeyPatch, folder: 
         blobs[key] = path.read_bytes()
         script = {"fail_status": 500, "fail_times": 1} if key == fail_once else {}
         server.add(f"/mpa/{path.name}", blobs[key], content_type="application/gzip", **script)
-        monkeypatch.setitem(sdss.MPAJHU_DR7_URLS, key, server.url(f"/mpa/{path.name}"))
+        monkeypatch.setitem(mpajhu.MPAJHU_DR7_URLS, key, server.url(f"/mpa/{path.name}"))
     return blobs
 
 
@@ -159,7 +159,7 @@ def _mpajhu_args(folder: Path, prefix: str) -> list[str]:
     names = {"info": "info", "lgm": "lgm_tot", "sfr": "sfr_tot", "specsfr": "specsfr_tot"}
     out = []
     for opt, key in names.items():
-        out += [f"--{prefix}{opt}", str(folder / sdss.MPAJHU_DR7_FILES[key])]
+        out += [f"--{prefix}{opt}", str(folder / mpajhu.MPAJHU_DR7_FILES[key])]
     return out
 
 
@@ -182,15 +182,15 @@ def test_archive_path_end_to_end(server, pauses, monkeypatch, tmp_path, capsys):
     err = ""
     for key in ("info", "lgm_tot", "sfr_tot", "specsfr_tot"):  # one job per file in the workflow
         rc = main(["fetch-mpajhu", "--config", CONFIG, "--no-progress",
-                   "--out", str(cache / sdss.MPAJHU_DR7_FILES[key])])
+                   "--out", str(cache / mpajhu.MPAJHU_DR7_FILES[key])])
         err += capsys.readouterr().err
         assert rc == 0, err
     elapsed = time.monotonic() - t0
     for key, blob in blobs.items():
-        name = sdss.MPAJHU_DR7_FILES[key]
+        name = mpajhu.MPAJHU_DR7_FILES[key]
         assert (cache / name).read_bytes() == blob, name
         assert server.hits(f"/mpa/{name}") == (2 if key == "info" else 1), name
-    assert sorted(p.name for p in cache.iterdir()) == sorted(sdss.MPAJHU_DR7_FILES.values())
+    assert sorted(p.name for p in cache.iterdir()) == sorted(mpajhu.MPAJHU_DR7_FILES.values())
     assert re.search(r"attempt 1 of \d+ failed \(HTTP 500[^)]*\); retrying in 1\.\d\d s", err), err
     assert elapsed >= 1.0  # the default backoff_base (1 s) was honoured, not skipped
 
@@ -349,13 +349,13 @@ def test_cli_error_path_masks_credentials(server, monkeypatch, tmp_path, capsys)
                           "text/html")
 
     server.add_handler("/mpa/private/gal_info.fit.gz", not_found, methods=("GET",))
-    monkeypatch.setitem(sdss.MPAJHU_DR7_URLS, "info",
+    monkeypatch.setitem(mpajhu.MPAJHU_DR7_URLS, "info",
                         server.url(f"/mpa/private/gal_info.fit.gz?api_key={secret}"))
     cache = tmp_path / "mpajhu"
     cache.mkdir()
 
     rc = main(["fetch-mpajhu", "--config", CONFIG, "--no-progress", "-v",
-               "--out", str(cache / sdss.MPAJHU_DR7_FILES["info"])])
+               "--out", str(cache / mpajhu.MPAJHU_DR7_FILES["info"])])
 
     captured = capsys.readouterr()
     assert rc == 2
@@ -367,7 +367,7 @@ def test_cli_error_path_masks_credentials(server, monkeypatch, tmp_path, capsys)
     assert len(lines) == 1
     assert "HTTP 404" in lines[0]
     assert "HTTP 404" in captured.err and "api_key=***" in captured.err
-    assert not (cache / sdss.MPAJHU_DR7_FILES["info"]).exists()
+    assert not (cache / mpajhu.MPAJHU_DR7_FILES["info"]).exists()
 
 
 # --- regressions: defects found and fixed ---------------------------------------------

@@ -26,7 +26,7 @@ from astropy import units as u
 from astropy.io import fits
 from astropy.table import Table
 
-from galforge.archives import sdss
+from galforge.archives import mpajhu, sdss
 from galforge.archives.formats import SDSS_GALAXY_COLUMNS, SDSS_PROPERTY_COLUMNS
 from galforge.archives.testserver import FaultServer, RecordedRequest, Reply
 from galforge.io import InputError
@@ -345,7 +345,7 @@ def _mpajhu_files(folder: Path, plate, mjd, fiber, lgm, sfr, ssfr) -> dict[str, 
     """Tiny files in the MPA-JHU DR7 layout: gal_info keys, row-aligned MEDIAN files."""
     n = len(plate)
     info = _write_gz_fits(
-        folder / sdss.MPAJHU_DR7_FILES["info"],
+        folder / mpajhu.MPAJHU_DR7_FILES["info"],
         {
             "PLATEID": ("I", np.asarray(plate, np.int16)),
             "MJD": ("J", np.asarray(mjd, np.int32)),
@@ -357,7 +357,7 @@ def _mpajhu_files(folder: Path, plate, mjd, fiber, lgm, sfr, ssfr) -> dict[str, 
     for key, med in (("lgm_tot", lgm), ("sfr_tot", sfr), ("specsfr_tot", ssfr)):
         med = np.asarray(med, np.float32)
         out[key] = _write_gz_fits(
-            folder / sdss.MPAJHU_DR7_FILES[key],
+            folder / mpajhu.MPAJHU_DR7_FILES[key],
             {
                 "AVG": ("E", med + 0.01),
                 "ENTROPY": ("E", np.ones(n, np.float32)),
@@ -373,10 +373,10 @@ def _mpajhu_files(folder: Path, plate, mjd, fiber, lgm, sfr, ssfr) -> dict[str, 
 
 
 def test_mpajhu_urls_point_at_the_dr7_release():
-    assert sdss.MPAJHU_DR7_URLS["info"] == (
+    assert mpajhu.MPAJHU_DR7_URLS["info"] == (
         "https://wwwmpa.mpa-garching.mpg.de/SDSS/DR7/Data/gal_info_dr7_v5_2.fit.gz"
     )
-    assert set(sdss.MPAJHU_DR7_URLS) == {"info", "lgm_tot", "sfr_tot", "specsfr_tot"}
+    assert set(mpajhu.MPAJHU_DR7_URLS) == {"info", "lgm_tot", "sfr_tot", "specsfr_tot"}
 
 
 def test_read_and_join_mpajhu(tmp_path):
@@ -389,7 +389,7 @@ def test_read_and_join_mpajhu(tmp_path):
         sfr=[0.3, -99.0, -0.5, 0.9, 0.0],  # -99: MPA-JHU placeholder for a failed fit
         ssfr=[-10.0, -11.0, -9999.0, -10.5, 0.0],
     )
-    mpa = sdss.read_mpajhu(
+    mpa = mpajhu.read_mpajhu(
         files["info"],
         lgm_tot=files["lgm_tot"],
         sfr_tot=files["sfr_tot"],
@@ -413,7 +413,7 @@ def test_read_and_join_mpajhu(tmp_path):
             "z": [0.03, 0.04, 0.05, 0.06],
         }
     )
-    joined = sdss.join_properties(galaxies, mpa)
+    joined = mpajhu.join_properties(galaxies, mpa)
     assert "lgm_tot_p50" not in galaxies.colnames  # a copy
     np.testing.assert_allclose(joined["lgm_tot_p50"], [10.8, 10.1, np.nan, 9.5], rtol=1e-6)
     np.testing.assert_allclose(joined["sfr_tot_p50"], [-0.5, 0.3, np.nan, np.nan], rtol=1e-6)
@@ -435,8 +435,8 @@ def test_join_fills_nan_for_unread_files_and_writes_fits(tmp_path):
         np.zeros(20),
         np.full(20, -10.5),
     )
-    mpa = sdss.read_mpajhu(files["info"], lgm_tot=files["lgm_tot"])  # mass only
-    joined = sdss.join_properties(Table(data), mpa)
+    mpa = mpajhu.read_mpajhu(files["info"], lgm_tot=files["lgm_tot"])  # mass only
+    joined = mpajhu.join_properties(Table(data), mpa)
     assert np.all(joined["lgm_tot_p50"] == np.float32(10.5))
     assert np.all(np.isnan(joined["sfr_tot_p50"])) and np.all(np.isnan(joined["specsfr_tot_p50"]))
 
@@ -456,18 +456,18 @@ def test_mpajhu_errors_name_the_file_and_column(tmp_path):
     with pytest.raises(
         InputError, match="short.fit.gz: 1 rows, but .*gal_info_dr7_v5_2.fit.gz has 2"
     ):
-        sdss.read_mpajhu(files["info"], lgm_tot=short)
+        mpajhu.read_mpajhu(files["info"], lgm_tot=short)
     nomedian = _write_gz_fits(tmp_path / "nomed.fit.gz", {"AVG": ("E", np.zeros(2, np.float32))})
     with pytest.raises(InputError, match="nomed.fit.gz: missing column.*MEDIAN"):
-        sdss.read_mpajhu(files["info"], sfr_tot=nomedian)
+        mpajhu.read_mpajhu(files["info"], sfr_tot=nomedian)
     with pytest.raises(InputError, match="not found"):
-        sdss.read_mpajhu(tmp_path / "nope.fit.gz")
+        mpajhu.read_mpajhu(tmp_path / "nope.fit.gz")
     (tmp_path / "junk.fit").write_bytes(b"not a fits file")
     with pytest.raises(InputError, match="junk.fit"):
-        sdss.read_mpajhu(tmp_path / "junk.fit")
-    mpa = sdss.read_mpajhu(files["info"])
+        mpajhu.read_mpajhu(tmp_path / "junk.fit")
+    mpa = mpajhu.read_mpajhu(files["info"])
     with pytest.raises(InputError, match="galaxy table: missing column.*'fiberID'"):
-        sdss.join_properties(Table({"plate": [1], "mjd": [2]}), mpa)
+        mpajhu.join_properties(Table({"plate": [1], "mjd": [2]}), mpa)
 
 
 def test_fetch_reports_a_server_that_does_not_answer_in_time(server, tmp_path):

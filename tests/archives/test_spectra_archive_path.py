@@ -33,11 +33,11 @@ from astropy.table import Table
 from conftest import shared_data_path
 from galforge import cli
 from galforge.archives import gswlc as gswlc_mod
-from galforge.archives import sdss
+from galforge.archives import mpajhu
 from galforge.archives.gswlc import write_gswlc
-from galforge.archives.sdss import write_mpajhu_oh
+from galforge.archives.mpajhu import write_mpajhu_oh
 from galforge.archives.testserver import FaultServer
-from galforge.spectra.preprocess import read_spectra_file
+from galforge.spectra.store import read_spectra_file
 
 SPEC = ["spec-0266-51602-0001.fits", "spec-0266-51630-0004.fits", "spec-0266-51630-0015.fits",
         "spec-0295-51585-0596.fits", "spec-0280-51612-0117.fits"]
@@ -72,7 +72,7 @@ def test_spectra_archive_path_through_the_cli(tmp_path: Path, monkeypatch) -> No
             server.add(f"/mirror/{plate}/{name}",
                        shared_data_path(f"spectra/{name}").read_bytes())
         monkeypatch.setattr(gswlc_mod, "GSWLC_X2_URL", server.url("/gswlc/GSWLC-X2.dat.gz"))
-        monkeypatch.setitem(sdss.MPAJHU_DR7_OH_URLS, "fiboh",
+        monkeypatch.setitem(mpajhu.MPAJHU_DR7_OH_URLS, "fiboh",
                             server.url("/mpa/gal_fiboh_dr7_v5_2.fits.gz"))
         cfg = json.dumps({"source": "archive", "studies": ["spectra"], "scale": "tiny",
                           "spectra": {"archive": {"n_shards": 1, "max_missing": 0.3,

@@ -22,7 +22,7 @@ from scipy.stats import spearmanr
 
 from conftest import shared_data_path
 from galforge.archives.gswlc import read_gswlc
-from galforge.archives.sdss import read_mpajhu
+from galforge.archives.mpajhu import read_mpajhu
 from galforge.archives.sdss_spectra import spectrum_key
 from galforge.mock.settings import PLANTED_PARAMETER_NAMES
 from galforge.mock.spectra import (

@@ -200,7 +200,7 @@ def test_sweeps(toy: dict) -> None:
 
 
 def test_shap_additivity_and_peak_at_the_planted_region(toy: dict) -> None:
-    from galforge.spectra.preprocess import read_spectra_file
+    from galforge.spectra.store import read_spectra_file
 
     vae = toy["vae"]
     pca = fit_latent_pca(toy["latents"].mu)

@@ -23,15 +23,13 @@ from galforge.io import InputError
 from galforge.settings import SettingsError
 from galforge.spectra.preprocess import (
     PreprocessSettings,
-    merge_and_infill,
     observed_bad_pixels,
     prepare_spectra,
     prepare_spectrum,
     preprocess_shard,
-    read_shard_rejects,
-    read_spectra_file,
 )
 from galforge.spectra.readers import read_spectrum
+from galforge.spectra.store import merge_and_infill, read_shard_rejects, read_spectra_file
 
 HALPHA = 6564.61  # vacuum Å
 REAL_FILES = (

@@ -20,7 +20,7 @@ from astropy.table import Table, vstack
 
 from conftest import shared_data_path
 from galforge.archives.gswlc import read_gswlc, write_gswlc
-from galforge.archives.sdss import read_mpajhu, write_mpajhu_oh
+from galforge.archives.mpajhu import read_mpajhu, write_mpajhu_oh
 from galforge.io import InputError
 from galforge.spectra.selection import (
     PROPERTY_COLUMNS,
@@ -193,15 +193,15 @@ def test_require_metallicity_needs_a_table(tmp_path) -> None:
 def test_mpajhu_metallicity_files_in_the_release_layout(tmp_path) -> None:
     from astropy.io import fits
 
-    from galforge.archives import sdss
+    from galforge.archives import mpajhu
 
-    assert sdss.MPAJHU_DR7_OH_URLS["fiboh"] == (
+    assert mpajhu.MPAJHU_DR7_OH_URLS["fiboh"] == (
         "https://wwwmpa.mpa-garching.mpg.de/SDSS/DR7/Data/gal_fiboh_dr7_v5_2.fits.gz"
     )
-    assert sdss.MPAJHU_DR7_OH_URLS["info"] == sdss.MPAJHU_DR7_URLS["info"]
+    assert mpajhu.MPAJHU_DR7_OH_URLS["info"] == mpajhu.MPAJHU_DR7_URLS["info"]
     info, fiboh = write_mpajhu_oh(
         [266, 266, 296], [51630, 51602, 51984], [637, 1, 3], [8.95, np.nan, 9.1],
-        tmp_path / sdss.MPAJHU_DR7_OH_FILES["info"], tmp_path / sdss.MPAJHU_DR7_OH_FILES["fiboh"],
+        tmp_path / mpajhu.MPAJHU_DR7_OH_FILES["info"], tmp_path / mpajhu.MPAJHU_DR7_OH_FILES["fiboh"],
         z=[0.088, 0.021, 0.078],
     )
     assert info.read_bytes()[:2] == fiboh.read_bytes()[:2] == b"\x1f\x8b"  # gzip, as released

@@ -285,7 +285,7 @@ def test_bad_input_file_is_named(tmp_path: Path) -> None:
     import h5py
 
     from galforge.io import InputError
-    from galforge.spectra.preprocess import read_spectra_file
+    from galforge.spectra.store import read_spectra_file
 
     d = make_lowrank_spectra(20, 1, seed=1)
     p = write_preprocessed(tmp_path / "s.h5", d)

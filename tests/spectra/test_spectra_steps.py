@@ -13,11 +13,11 @@ from astropy.table import Table
 
 from conftest import shared_data_path
 from galforge.archives.gswlc import write_gswlc
-from galforge.archives.sdss import write_mpajhu_oh
+from galforge.archives.mpajhu import write_mpajhu_oh
 from galforge.archives.sdss_spectra import MANIFEST_COLUMNS
 from galforge.io import InputError
 from galforge.mock.spectra import MockSpectraSettings, write_spectra_mock
-from galforge.spectra.preprocess import PreprocessSettings, read_spectra_file
+from galforge.spectra.preprocess import PreprocessSettings
 from galforge.spectra.selection import SelectionSettings
 from galforge.spectra.steps import (
     REJECTS_COLUMNS,
@@ -28,6 +28,7 @@ from galforge.spectra.steps import (
     read_rejects,
     truth_recovery,
 )
+from galforge.spectra.store import read_spectra_file
 from mock_presets import SPECTRA_MOCK
 
 REAL = {  # the eight real spectra and what the selection must do with each

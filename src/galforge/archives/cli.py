@@ -15,13 +15,13 @@ __all__ = ["mpajhu_url", "register"]
 
 def mpajhu_url(filename: str) -> str:
     """The download URL of ``filename``, one of the MPA-JHU DR7 release files the studies read
-    (:data:`~galforge.archives.sdss.MPAJHU_DR7_URLS`, :data:`~galforge.archives.sdss.MPAJHU_DR7_OH_URLS`)."""
-    from galforge.archives import sdss
+    (:data:`~galforge.archives.mpajhu.MPAJHU_DR7_URLS`, :data:`~galforge.archives.mpajhu.MPAJHU_DR7_OH_URLS`)."""
+    from galforge.archives import mpajhu
 
     urls = {}
-    for files, links in ((sdss.MPAJHU_DR7_FILES, sdss.MPAJHU_DR7_URLS),
-                         (sdss.MPAJHU_DR7_OH_FILES, sdss.MPAJHU_DR7_OH_URLS)):
-        urls.update({files[k]: links[k] for k in files})
+    for files, links in ((mpajhu.MPAJHU_DR7_FILES, mpajhu.MPAJHU_DR7_URLS),
+                         (mpajhu.MPAJHU_DR7_OH_FILES, mpajhu.MPAJHU_DR7_OH_URLS)):
+        urls.update({files[k]: links[k] for k in files if files[k] not in urls})  # gal_info: the first one
     if filename not in urls:
         raise InputError(f"{filename}: not an MPA-JHU DR7 file galforge reads "
                          f"(known: {', '.join(sorted(urls))})")

@@ -55,13 +55,8 @@ def fetch(out: PathLike, *, mpajhu_info: PathLike, mpajhu_lgm: PathLike, mpajhu_
     the MPA-JHU stellar masses and SFRs."""
     from astropy.table import Table
 
-    from galforge.archives.sdss import (
-        fetch_dr7_galaxies,
-        fetched_range_matches,
-        join_properties,
-        read_mpajhu,
-        write_galaxy_table,
-    )
+    from galforge.archives.mpajhu import join_properties, read_mpajhu
+    from galforge.archives.sdss import fetch_dr7_galaxies, fetched_range_matches, write_galaxy_table
 
     out = Path(out)
     raw = out.with_name(out.stem + ".cas.fits")

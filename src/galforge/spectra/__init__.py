@@ -4,7 +4,8 @@ Modules: :mod:`~galforge.spectra.readers` (DR7 spSpec and DR8+ spec files),
 :mod:`~galforge.spectra.selection` (GSWLC cross-match and cuts),
 :mod:`~galforge.spectra.resample` (flux-conserving resampling),
 :mod:`~galforge.spectra.preprocess` and :mod:`~galforge.spectra.infill` (rest frame,
-4000 log-lambda pixels, masks, iterative-PCA infill), :mod:`~galforge.spectra.model`
+4000 log-lambda pixels, masks, iterative-PCA infill), :mod:`~galforge.spectra.store`
+(the preprocessed HDF5 files), :mod:`~galforge.spectra.model`
 (the VAE / CVAE), :mod:`~galforge.spectra.training`, :mod:`~galforge.spectra.bic`,
 :mod:`~galforge.spectra.analysis` (PCA of the latents, MI, SHAP),
 :mod:`~galforge.spectra.steps` (the workflow steps) and the figures.

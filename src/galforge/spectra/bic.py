@@ -129,7 +129,7 @@ def evaluate_model(
     import torch
 
     from galforge.spectra.model import weighted_sq_residuals
-    from galforge.spectra.preprocess import read_spectra_file
+    from galforge.spectra.store import read_spectra_file
     from galforge.spectra.training import _finite_rows, validation_rows
     from galforge.train import load_for_inference
     from galforge.train.vae import eval_mode, kl_to_standard_normal

@@ -73,7 +73,7 @@ def _read_csv(path: str | os.PathLike, what: str, cols: Iterable[str], **kw: Any
 
 
 def _read_spectra(path: str | os.PathLike) -> dict[str, Any]:
-    from galforge.spectra.preprocess import read_spectra_file
+    from galforge.spectra.store import read_spectra_file
 
     p = _need_file(path, "spectra file")
     data = read_spectra_file(p, arrays=False)

@@ -20,6 +20,11 @@ fig_model_loss_curves         validation loss of every model of the grid       l
 fig_truth_recovery            mock: planted parameters vs their best D         truth_recovery
 ============================  ===============================================  ===========
 
+The module stays one (about 800 lines): it is the study's catalogue of figures, indexed
+by this table, the paper's and the diagnostic ones together as in
+:mod:`galforge.environment.figures`. Each function stands alone; all they share are the
+labels, line marks and sweep panels at the top, so no second module would own a seam.
+
 Conventions
 -----------
 * Spectra are on the rest-frame wavelength grid of :mod:`galforge.spectra.preprocess`

@@ -137,7 +137,7 @@ def select_spectra(
         ``av``), or a file for it.
     oh_table : astropy Table, DataFrame or None
         Metallicity per spectrum: ``plate``, ``mjd``, ``fiberID`` (or
-        ``fiber``) and ``oh_p50``, as :func:`galforge.archives.sdss.read_mpajhu`
+        ``fiber``) and ``oh_p50``, as :func:`galforge.archives.mpajhu.read_mpajhu`
         returns with ``fiboh=``; None: ``oh_p50`` is NaN throughout.
     settings : SelectionSettings, optional
         Cuts; defaults when None.

@@ -139,7 +139,7 @@ def mock_manifests(root: str | os.PathLike, n_shards: int, dests: Sequence[str |
 
 def read_oh_table(info: str | os.PathLike, oh: str | os.PathLike) -> Any:
     """The MPA-JHU 12 + log(O/H) per spectrum (``plate, mjd, fiberID, oh_p50``)."""
-    from galforge.archives.sdss import read_mpajhu
+    from galforge.archives.mpajhu import read_mpajhu
 
     return read_mpajhu(info, fiboh=oh)
 
@@ -281,7 +281,7 @@ def preprocess(shards: Sequence[PathLike], shard_rejects: Sequence[PathLike], ou
     The report counts the spectra per reject code (how many each cut removed) and
     holds the merge/infill summary (no timings or paths, so reruns give equal files).
     """
-    from galforge.spectra.preprocess import merge_and_infill
+    from galforge.spectra.store import merge_and_infill
 
     if len(shards) != len(shard_rejects):
         raise InputError("--shards and --shard-rejects must list the same number of files")
@@ -393,7 +393,7 @@ def analysis(
     """
     from galforge.spectra import analysis as A
     from galforge.spectra.bic import best_model, read_bic_table
-    from galforge.spectra.preprocess import read_spectra_file
+    from galforge.spectra.store import read_spectra_file
     from galforge.spectra.training import encode
     from galforge.train import load_for_inference
 

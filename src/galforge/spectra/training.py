@@ -1,6 +1,6 @@
 """Train one VAE / CVAE of the spectra study and encode spectra with it.
 
-Thin glue between the preprocessed spectra file (:mod:`galforge.spectra.preprocess`),
+Thin glue between the preprocessed spectra file (:mod:`galforge.spectra.store`),
 :mod:`galforge.spectra.model` and the shared training job
 :func:`galforge.train.job.run_training_job`:
 
@@ -35,8 +35,8 @@ from typing import TYPE_CHECKING, Any, Unpack
 import numpy as np
 
 from galforge.io import InputError
-from galforge.spectra.preprocess import SpectraFile, read_spectra_file
 from galforge.spectra.settings import SpectraModelSettings
+from galforge.spectra.store import SpectraFile, read_spectra_file
 from galforge.train.split import split_indices
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -30,6 +30,13 @@
   Micikevicius et al. 2018) and ``torch.compile``; both are ignored with a log
   line on CPU.
 
+The datasets, loaders and batches are in :mod:`galforge.train.batches`, the
+optimiser and schedule in :mod:`galforge.train.optim`. The rest stays one module
+(about 800 lines): :func:`fit`, the loop, the checkpoint payload
+(``_saver``) and the restore (``_restore``) share the run state ``_State``, and the
+bit-for-bit resume holds only because they write and read back the same fields at
+the same points of an epoch; split apart, that agreement would span files.
+
 References
 ----------
 Prechelt, L. 1998, "Early Stopping - But When?", in Neural Networks: Tricks of
@@ -56,9 +63,18 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import BatchSampler, DataLoader, Dataset, TensorDataset
+from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from galforge.train.batches import (
+    DataLike,
+    as_dataset,
+    batch_len,
+    count_batches,
+    epoch_generator,
+    make_loader,
+    to_device,
+)
 from galforge.train.checkpoint import (
     CheckpointError,
     capture_rng,
@@ -70,6 +86,7 @@ from galforge.train.checkpoint import (
     save_checkpoint,
 )
 from galforge.train.metrics import MetricsLog
+from galforge.train.optim import make_optimizer, make_scheduler
 from galforge.train.seeding import deterministic_mode, seed_everything
 from galforge.train.settings import TrainSettings
 
@@ -92,7 +109,6 @@ METRICS_NAME = "metrics.csv"
 #: ``loss_fn(model, batch) -> (loss, metrics)``: a scalar tensor to minimise and
 #: a dict of floats (or 0-d tensors) to log; returning a bare tensor also works.
 LossFn = Callable[[nn.Module, Any], "tuple[torch.Tensor, Mapping[str, float]] | torch.Tensor"]
-DataLike = Dataset | torch.Tensor | Sequence[torch.Tensor]
 
 
 class TrainingDivergedError(RuntimeError):
@@ -271,11 +287,11 @@ def fit(
     _remove_stale_parts(ckpt_path)
 
     dev = _resolve_device(device)
-    train_ds = _as_dataset(train_data, "train_data")
-    val_ds = _as_dataset(val_data, "val_data") if val_data is not None else None
+    train_ds = as_dataset(train_data, "train_data")
+    val_ds = as_dataset(val_data, "val_data") if val_data is not None else None
     _check_validation_needs(config, val_ds)
     n_train = len(train_ds)  # type: ignore[arg-type]
-    n_batches = _n_batches(n_train, config)
+    n_batches = count_batches(n_train, config)
 
     with deterministic_mode(config.deterministic):
         model.to(dev)
@@ -286,8 +302,8 @@ def fit(
             "train_config": config.to_dict(),
             "n_train": n_train,
         }
-        optimizer = _make_optimizer(model, config)
-        scheduler = _make_scheduler(optimizer, config, n_batches)
+        optimizer = make_optimizer(model, config)
+        scheduler = make_scheduler(optimizer, config, n_batches)
         use_amp = _amp_enabled(config, dev)
         scaler = (torch.amp.GradScaler("cuda") if use_amp and config.amp_dtype == "float16"
                   else None)
@@ -346,18 +362,18 @@ def evaluate(
     The model's train/eval mode is restored afterwards. ``amp_dtype`` enables
     CUDA autocast.
     """
-    ds = _as_dataset(data, "data")
+    ds = as_dataset(data, "data")
     dev = torch.device(device) if device is not None else next(model.parameters()).device
-    loader = _loader(ds, list(range(len(ds))), batch_size, False, 0, 0, collate_fn)  # type: ignore[arg-type]
+    loader = make_loader(ds, list(range(len(ds))), batch_size, False, 0, 0, collate_fn)  # type: ignore[arg-type]
     was_training = model.training
     model.eval()
     n, loss_sum, sums = 0, 0.0, {}
     try:
         for batch in loader:
-            batch = _to_device(batch, dev)
+            batch = to_device(batch, dev)
             with _autocast(dev, amp_dtype):
                 loss, mets = _call_loss(loss_fn, model, batch)
-            k = _batch_len(batch)
+            k = batch_len(batch)
             n += k
             loss_sum += float(loss.detach().float()) * k
             for name, v in mets.items():
@@ -405,9 +421,9 @@ def _train(
     try:
         for epoch in range(state.epochs_completed, cfg.epochs):
             t_start = time.perf_counter() - state.accum["seconds"]
-            perm = torch.randperm(len(train_ds), generator=_generator(cfg.seed, epoch)).tolist()  # type: ignore[arg-type]
+            perm = torch.randperm(len(train_ds), generator=epoch_generator(cfg.seed, epoch)).tolist()  # type: ignore[arg-type]
             skip = state.batch_in_epoch * cfg.batch_size
-            loader = _loader(train_ds, perm[skip:], cfg.batch_size, cfg.drop_last,
+            loader = make_loader(train_ds, perm[skip:], cfg.batch_size, cfg.drop_last,
                              cfg.num_workers, epoch_seed(cfg.seed, epoch), collate_fn)
             model.train()
             for batch in loader:
@@ -418,7 +434,7 @@ def _train(
                     compiled_ok = True
                 else:
                     loss, mets = _train_step(fwd_model, *step_args)
-                _accumulate(state.accum, loss, mets, _batch_len(batch))
+                _accumulate(state.accum, loss, mets, batch_len(batch))
                 state.step += 1
                 state.batch_in_epoch += 1
                 state.accum["seconds"] = time.perf_counter() - t_start
@@ -457,7 +473,7 @@ def _train_step(
     ckpt_path: Path,
 ) -> tuple[float, dict[str, float]]:
     """One optimiser step; returns the batch loss and metrics as floats."""
-    batch = _to_device(batch, dev)
+    batch = to_device(batch, dev)
     optimizer.zero_grad(set_to_none=True)
     with _autocast(dev, amp_dtype):
         loss, mets = _call_loss(loss_fn, fwd_model, batch)
@@ -718,25 +734,6 @@ def _remove_stale_parts(ckpt_path: Path) -> None:
 # --------------------------------------------------------------------------------------
 
 
-def _make_optimizer(model: nn.Module, cfg: TrainSettings) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise ValueError("the model has no trainable parameters")
-    cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[cfg.optimizer]
-    return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-
-def _make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainSettings, n_batches: int) -> Any:
-    if cfg.scheduler == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(
-            optimizer, T_max=max(1, cfg.epochs * n_batches), eta_min=cfg.lr_min)
-    if cfg.scheduler == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="min", factor=cfg.plateau_factor, patience=cfg.plateau_patience,
-            min_lr=cfg.lr_min)
-    return None
-
-
 def _check_validation_needs(cfg: TrainSettings, val_ds: Dataset | None) -> None:
     if val_ds is not None:
         return
@@ -803,74 +800,6 @@ def _accumulate(acc: dict[str, Any], loss: float, mets: Mapping[str, float], k: 
     sums = acc["metric_sums"]
     for name, v in mets.items():
         sums[name] = sums.get(name, 0.0) + v * k
-
-
-def _as_dataset(data: DataLike, name: str) -> Dataset:
-    if isinstance(data, torch.Tensor):
-        return TensorDataset(data)
-    if isinstance(data, list | tuple) and data and all(isinstance(t, torch.Tensor) for t in data):
-        return TensorDataset(*data)
-    if isinstance(data, Dataset):
-        if not hasattr(data, "__len__"):
-            raise TypeError(f"{name}: the dataset must have a length (map-style Dataset)")
-        return data
-    raise TypeError(f"{name}: expected a Dataset, a tensor or a sequence of tensors, "
-                    f"got {type(data).__name__}")
-
-
-def _n_batches(n: int, cfg: TrainSettings) -> int:
-    nb = n // cfg.batch_size if cfg.drop_last else -(-n // cfg.batch_size)
-    if nb == 0:
-        raise ValueError(f"{n} training samples make no batch of batch_size={cfg.batch_size} "
-                         "with drop_last=True")
-    return nb
-
-
-def _generator(seed: int, epoch: int) -> torch.Generator:
-    return torch.Generator().manual_seed(epoch_seed(seed, epoch))
-
-
-def _loader(ds: Dataset, indices: list[int], batch_size: int, drop_last: bool,
-            num_workers: int, seed: int, collate_fn: Callable[[list[Any]], Any] | None) -> DataLoader:
-    """A DataLoader over ``indices`` in order, with its own seeded generator.
-
-    A ``TensorDataset`` is indexed a whole batch at a time (no per-sample
-    collation). The explicit generator keeps DataLoader iterators from drawing
-    their worker base seed from the global torch RNG.
-    """
-    gen = torch.Generator().manual_seed(seed)
-    if isinstance(ds, TensorDataset) and collate_fn is None:
-        sampler = BatchSampler(indices, batch_size, drop_last)
-        return DataLoader(ds, sampler=sampler, batch_size=None, num_workers=num_workers,
-                          generator=gen)
-    return DataLoader(ds, sampler=indices, batch_size=batch_size, drop_last=drop_last,
-                      num_workers=num_workers, generator=gen, collate_fn=collate_fn)
-
-
-def _to_device(batch: Any, dev: torch.device) -> Any:
-    if isinstance(batch, torch.Tensor):
-        return batch.to(dev, non_blocking=True)
-    if isinstance(batch, Mapping):
-        return {k: _to_device(v, dev) for k, v in batch.items()}
-    if isinstance(batch, tuple) and hasattr(batch, "_fields"):  # namedtuple
-        return type(batch)(*(_to_device(v, dev) for v in batch))
-    if isinstance(batch, list | tuple):
-        return type(batch)(_to_device(v, dev) for v in batch)
-    if hasattr(batch, "to"):
-        return batch.to(dev)
-    return batch
-
-
-def _batch_len(batch: Any) -> int:
-    if isinstance(batch, torch.Tensor):
-        return int(batch.shape[0]) if batch.dim() else 1
-    if isinstance(batch, Mapping):
-        for v in batch.values():
-            return _batch_len(v)
-    if isinstance(batch, list | tuple) and batch:
-        return _batch_len(batch[0])
-    n = getattr(batch, "num_graphs", None)  # torch_geometric Batch
-    return int(n) if n is not None else 1
 
 
 def _is_tty() -> bool:

@@ -14,7 +14,7 @@
   :func:`galforge.archives.gswlc.write_gswlc`;
 * ``mpajhu/gal_info_dr7_v5_2.fit.gz`` + ``mpajhu/gal_fiboh_dr7_v5_2.fits.gz``:
   12+log(O/H) in the MPA-JHU DR7 layout (row-aligned files, ``MEDIAN``),
-  written by :func:`galforge.archives.sdss.write_mpajhu_oh`;
+  written by :func:`galforge.archives.mpajhu.write_mpajhu_oh`;
 * ``truth.parquet``: per spectrum the planted parameters, the derived
   properties and a few noiseless measurements (schema metadata
   ``galforge.planted_parameters`` and ``galforge.lines`` hold

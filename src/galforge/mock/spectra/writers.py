@@ -4,7 +4,7 @@
 against ~16 ms for astropy's ``HDUList.writeto``) of the SDSS DR8+ *spec-lite*
 layout; the catalogues go through the archive writers
 (:func:`galforge.archives.gswlc.write_gswlc`,
-:func:`galforge.archives.sdss.write_mpajhu_oh`); :func:`write_spectra_mock`
+:func:`galforge.archives.mpajhu.write_mpajhu_oh`); :func:`write_spectra_mock`
 writes the whole mock folder.
 """
 
@@ -243,7 +243,7 @@ def _write_mpajhu(
     truth: pd.DataFrame, info_dest: Path, oh_dest: Path, s: MockSpectraSettings
 ) -> None:
     """MPA-JHU ``gal_info`` + ``gal_fiboh`` files (row-aligned) of every galaxy."""
-    from galforge.archives.sdss import write_mpajhu_oh
+    from galforge.archives.mpajhu import write_mpajhu_oh
 
     rows = truth[truth["class"] == _CLASS_GALAXY]
     write_mpajhu_oh(
