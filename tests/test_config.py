@@ -186,3 +186,11 @@ def test_config_hash_is_stable_and_sensitive():
     a = resolve_config({})
     b = resolve_config({"seed": 43})
     assert config_hash(a) == config_hash(resolve_config({})) != config_hash(b)
+
+
+def test_a_footprint_mask_that_does_not_exist_is_named(tmp_path):
+    with pytest.raises(ConfigError, match=r"environment\.footprint\.mask: no such file"):
+        resolve_config({"environment": {"footprint": {"mask": str(tmp_path / "nope.fits")}}})
+    mask = tmp_path / "mask.fits"
+    mask.write_bytes(b"")
+    assert resolve_config({"environment": {"footprint": {"mask": str(mask)}}})

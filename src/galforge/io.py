@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import tempfile
 from collections.abc import Iterator
@@ -20,12 +21,19 @@ def atomic_path(dest: str | os.PathLike, suffix: str | None = None) -> Iterator[
 
     The temporary file lives in the destination folder (so the final rename is
     atomic on POSIX) and is removed if the block raises, so a failed step never
-    leaves a partial output under the real name.
+    leaves a partial output under the real name. A job killed outright (SIGKILL) cannot
+    remove its hidden ``.<name>.*.part`` file: the next write of the same output does.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     sfx = suffix if suffix is not None else "".join(dest.suffixes)
+    for stale in dest.parent.glob(f".{glob.escape(dest.name)}.*.part*"):
+        with contextlib.suppress(OSError):
+            stale.unlink()
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=f".part{sfx}", dir=dest.parent)
+    # mkstemp creates the file 0600; an output gets the mode a plain open() would give it
+    # (0666 less the umask), so that a group on a cluster can read a run's results
+    os.fchmod(fd, 0o666 & ~current_umask())
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -35,6 +43,13 @@ def atomic_path(dest: str | os.PathLike, suffix: str | None = None) -> Iterator[
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+
+
+def current_umask() -> int:
+    """The process's umask (read without changing it for longer than one call)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_json(obj: object, path: str | os.PathLike) -> Path:

@@ -155,3 +155,45 @@ def test_sdss_table_missing_a_column_is_named(tmp_path):
     with pytest.raises(InputError, match="missing column 'extinction_g'"):
         build_catalog(path, CatalogSettings(), COSMO)
     assert set(SDSS_GALAXY_COLUMNS) - set(tab.colnames) == {"extinction_g"}
+
+
+def _casjobs_style_fits(path, n=50):
+    """A user table whose every column has shape (N, 1) (TDIM='(1)'), as CasJobs writes."""
+    rng = np.random.default_rng(3)
+    t = Table()
+    t["objid"] = np.arange(n, dtype=np.int64).reshape(n, 1)
+    t["ra"] = rng.uniform(150, 160, n).reshape(n, 1)
+    t["dec"] = rng.uniform(0, 5, n).reshape(n, 1)
+    t["z"] = rng.uniform(0.03, 0.06, n).reshape(n, 1)
+    t["flux"] = rng.uniform(0, 1, (n, 3))  # a real vector column: not read
+    t.write(path, format="fits")
+    return path
+
+
+def test_fits_columns_of_shape_n1_are_squeezed(tmp_path):
+    path = _casjobs_style_fits(tmp_path / "casjobs.fits")
+    df = read_table(path)
+    assert list(df.columns) == ["objid", "ra", "dec", "z"] and len(df) == 50
+    assert df.attrs["skipped_columns"] == ["flux"]
+    cat, report = build_catalog(path, CatalogSettings(
+        path=str(path), columns={"id": "objid"}, zmin=0.02, zmax=0.07, mr_max=None),
+        Cosmology(Om0=0.3))
+    assert len(cat) == 50 and cat["id"].tolist() == list(range(50))
+
+
+def test_a_missing_column_error_lists_what_the_file_has(tmp_path):
+    path = _casjobs_style_fits(tmp_path / "casjobs.fits")
+    with pytest.raises(InputError, match=r"no column 'objID'.*the file has: objid, ra, dec, z, "
+                                         r"flux \(vector, not read\)"):
+        build_catalog(path, CatalogSettings(path=str(path), columns={"id": "objID"},
+                                            mr_max=None), Cosmology(Om0=0.3))
+
+
+def test_a_truncated_fits_catalog_says_truncated(tmp_path):
+    path = _casjobs_style_fits(tmp_path / "cut.fits", n=2000)
+    data = path.read_bytes()
+    for cut in (len(data) - 5000, 4000, 100):
+        bad = tmp_path / f"cut{cut}.fits"
+        bad.write_bytes(data[:cut])
+        with pytest.raises(InputError, match="truncated"):
+            read_table(bad)

@@ -63,14 +63,20 @@ def read_table(path: str | Path, fmt: str = "auto") -> pd.DataFrame:
         if fmt == "fits":
             from astropy.table import Table
 
+            _check_fits_size(path)
             tab = Table.read(path, format="fits", hdu=1)
-            cols = {}
+            cols, skipped = {}, []
             for name in tab.colnames:
                 col = np.asarray(tab[name])
+                if col.ndim == 2 and col.shape[1] == 1:  # TDIM='(1)', as CasJobs writes
+                    col = col[:, 0]
                 if col.ndim != 1:
-                    continue  # vector columns are not catalog quantities
+                    skipped.append(name)  # vector columns are not catalog quantities
+                    continue
                 cols[name] = col.astype(col.dtype.newbyteorder("="))
-            return pd.DataFrame(cols)
+            df = pd.DataFrame(cols)
+            df.attrs["skipped_columns"] = skipped
+            return df
         if fmt == "csv":
             return pd.read_csv(path, comment="#")
         if fmt == "parquet":
@@ -80,6 +86,42 @@ def read_table(path: str | Path, fmt: str = "auto") -> pd.DataFrame:
     except Exception as exc:  # noqa: BLE001 - any reader failure becomes one clear error
         raise InputError(f"{path}: cannot read as {fmt}: {exc}") from None
     raise InputError(f"{path}: unknown format {fmt!r}")
+
+
+def _column_list(df: pd.DataFrame, most: int = 40) -> str:
+    """The columns of a table read by :func:`read_table`, for an error message."""
+    names = [str(c) for c in df.columns]
+    names += [f"{c} (vector, not read)" for c in df.attrs.get("skipped_columns", [])]
+    if not names:
+        return "no columns"
+    more = f" and {len(names) - most} more" if len(names) > most else ""
+    return ", ".join(names[:most]) + more
+
+
+def _check_fits_size(path: Path) -> None:
+    """Refuse a FITS file cut short (a killed download or copy) with one clear error."""
+    import warnings
+
+    from astropy.io import fits
+
+    size = path.stat().st_size
+    try:
+        with warnings.catch_warnings(), fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
+            warnings.simplefilter("ignore", fits.verify.VerifyWarning)
+            if len(hdul) < 2:
+                raise InputError(f"{path}: no table in HDU 1 (the file has {len(hdul)} HDU)")
+            info = hdul.fileinfo(1)
+            hdr = hdul[1].header
+            need = info["datLoc"] + int(hdr.get("NAXIS1", 0)) * int(hdr.get("NAXIS2", 0))
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a header that does not parse
+        if size % 2880:
+            raise InputError(f"{path}: truncated FITS file ({size} bytes, not a whole number "
+                             f"of 2880-byte blocks)") from None
+        raise InputError(f"{path}: not a FITS table: {exc}") from None
+    if size < need:
+        raise InputError(f"{path}: truncated FITS file: {size} bytes, the table needs {need}")
 
 
 def is_sdss_table(df: pd.DataFrame) -> bool:
@@ -132,7 +174,7 @@ def from_user_table(df: pd.DataFrame, columns: dict[str, str | None], source: st
         if name not in df.columns:
             raise InputError(
                 f"{source}: no column {name!r} (environment.catalog.columns.{canon}); "
-                f"the file has: {', '.join(map(str, df.columns[:20]))}"
+                f"the file has: {_column_list(df)}"
             )
         out[canon] = df[name].to_numpy()
     if not np.issubdtype(out["id"].dtype, np.integer):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 from galforge import settings as gs
@@ -174,6 +175,11 @@ class FootprintSettings(Settings):
     mask: str | None = gs.text(
         None, "HEALPix mask FITS file used instead of the catalogue occupancy (nside, "
         "min_count and fill_holes are then ignored).", optional=True)
+
+    def check(self) -> None:
+        if self.mask is not None and not Path(self.mask).is_file():
+            raise SettingsError("mask", f"no such file: {self.mask!r} (relative paths are from "
+                                "the working directory)")
 
 
 def aperture_column(radius: float) -> str:
