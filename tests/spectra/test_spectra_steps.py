@@ -14,10 +14,11 @@ from astropy.table import Table
 from conftest import shared_data_path
 from galforge.archives.gswlc import write_gswlc
 from galforge.archives.mpajhu import write_mpajhu_oh
-from galforge.archives.sdss_spectra import MANIFEST_COLUMNS
+from galforge.archives.sdss_spectra import MANIFEST_COLUMNS, spectrum_key
 from galforge.io import InputError
 from galforge.mock.spectra import MockSpectraSettings, write_spectra_mock
 from galforge.spectra.preprocess import PreprocessSettings
+from galforge.spectra.readers import parse_spectrum_filename
 from galforge.spectra.selection import SelectionSettings
 from galforge.spectra.steps import (
     REJECTS_COLUMNS,
@@ -83,11 +84,15 @@ def test_mock_manifests_split_every_file_by_plate(tiny_mock: Path, tmp_path: Pat
 @pytest.mark.archive
 def test_real_spectra_shard_keeps_the_low_z_galaxies(tmp_path: Path) -> None:
     paths = [shared_data_path(f"spectra/{n}") for n in REAL]
-    manifest = pd.DataFrame({"key": np.arange(len(paths)), "plate": 0, "mjd": 0, "fiber": 0,
-                             "path": [str(p) for p in paths], "status": "ok", "url": "",
-                             "bytes": 0, "sha256": ""})
+    ids = [parse_spectrum_filename(p)[1:] for p in paths]
+    manifest = pd.DataFrame({"key": [int(spectrum_key(*i)) for i in ids],
+                             "plate": [i[0] for i in ids], "mjd": [i[1] for i in ids],
+                             "fiber": [i[2] for i in ids], "path": [str(p) for p in paths],
+                             "status": "ok", "url": "", "bytes": 0, "sha256": "",
+                             "root": str(paths[0].parent)})
     # one spectrum the archive did not have
-    manifest.loc[len(manifest)] = [99, 1, 1, 1, str(tmp_path / "gone.fits"), "missing", "u", 0, ""]
+    manifest.loc[len(manifest)] = [99, 1, 1, 1, str(paths[0].parent / "gone.fits"), "missing",
+                                   "u", 0, "", str(paths[0].parent)]
     manifest.to_csv(tmp_path / "manifest.csv", index=False)
     gswlc, info, oh = _catalogs(tmp_path)
     out, rej = tmp_path / "shard.h5", tmp_path / "rejects.csv"

@@ -38,12 +38,21 @@ opened and its plate/MJD/fiber compared with the request.
 Manifest
 --------
 One CSV per shard, written atomically after every download of the shard
-finished: ``key, plate, mjd, fiber, path, status, url, bytes, sha256``;
+finished: ``key, plate, mjd, fiber, path, status, url, bytes, sha256, root``;
 ``status`` is ``ok`` (downloaded now, verified by reading it), ``cached``
 (present from an earlier run, verified) or ``missing`` (the archive answered
 404; allowed up to ``max_missing``). Any other failure raises after all
 downloads of the shard were tried, leaves no manifest and keeps ``.part``
 files, so the rerun resumes.
+
+``root`` (the same on every row) is the folder the files must lie in: the
+download folder ``dest_root`` here, the mock's output folder for the manifests
+of :func:`galforge.spectra.steps.mock_manifests`. :func:`read_manifest` refuses a
+manifest any of whose paths resolves outside it (an absolute path elsewhere,
+``..`` components, a symbolic link out), so that a damaged or hand-edited
+manifest cannot make a step read files from anywhere. Paths and root are
+written as given (relative ones are relative to the working directory, as the
+readers open them).
 """
 
 from __future__ import annotations
@@ -93,7 +102,7 @@ DAS_DR7_SPSPEC = "http://das.sdss.org/spectro/1d_26"
 
 #: Columns of the shard manifest, in order.
 MANIFEST_COLUMNS: tuple[str, ...] = (
-    "key", "plate", "mjd", "fiber", "path", "status", "url", "bytes", "sha256",
+    "key", "plate", "mjd", "fiber", "path", "status", "url", "bytes", "sha256", "root",
 )
 _DEFAULT_BASE = {"spec-lite": SAS_DR17_LITE, "spec-full": SAS_DR17_FULL, "spSpec": DAS_DR7_SPSPEC}
 _FIBER_ALIASES = ("fiber", "fiberid", "fiber_id")
@@ -341,7 +350,7 @@ def fetch_spectra_shard(
         url = spectrum_url(p, m, f, fmt=fmt, base_url=base_url)
         cached = dest.is_file()
         rows.append({"key": int(keys[i]), "plate": p, "mjd": m, "fiber": f, "path": str(dest),
-                     "status": "cached" if cached else "ok", "url": url})
+                     "status": "cached" if cached else "ok", "url": url, "root": str(dest_root)})
         cs = None if checksum is None else checksum[i]
         cs = None if cs is None or (isinstance(cs, float) and np.isnan(cs)) or cs == "" else str(cs)
         requests.append(DownloadRequest(url=url, dest=dest, checksum=cs))
@@ -405,22 +414,56 @@ def fetch_spectra_shard(
 
 
 def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a shard manifest written by :func:`fetch_spectra_shard`.
+    """Read a shard manifest (:func:`fetch_spectra_shard`, or the mock's) and check its paths.
+
+    Every row's ``path`` must resolve (symbolic links followed, ``..`` applied,
+    relative paths taken from the working directory) to a file inside the folder of
+    the ``root`` column, resolved the same way.
 
     Raises
     ------
     InputError
-        Missing file or column.
+        Missing file or column, no (or more than one) root recorded, or a path outside
+        the root (the first such row is named, with its path and the root).
     """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"spectra manifest not found: {path}")
     try:
-        frame = pd.read_csv(path, dtype={"sha256": str, "status": str, "path": str, "url": str},
-                            keep_default_na=False)
+        frame = pd.read_csv(path, dtype={"sha256": str, "status": str, "path": str, "url": str,
+                                         "root": str}, keep_default_na=False)
     except (OSError, ValueError, pd.errors.ParserError) as exc:
         raise InputError(f"{path}: not a readable manifest CSV ({exc})") from exc
     missing = [c for c in MANIFEST_COLUMNS if c not in frame.columns]
     if missing:
-        raise InputError(f"{path}: manifest lacks column(s) {', '.join(missing)}")
+        hint = (" (a manifest of an earlier galforge, which did not record the folder of its "
+                "files: rerun the step that writes it, spectra-fetch or spectra-mock)"
+                if missing == ["root"] else "")
+        raise InputError(f"{path}: manifest lacks column(s) {', '.join(missing)}{hint}")
+    _check_confined(path, frame)
     return frame
+
+
+def _check_confined(manifest: Path, frame: pd.DataFrame) -> None:
+    """Raise unless every ``path`` of the manifest lies in its one ``root`` folder."""
+    if frame.empty:
+        return
+    roots = sorted(set(frame["root"].astype(str)))
+    if len(roots) != 1 or not roots[0]:
+        raise InputError(f"{manifest}: the 'root' column must hold one folder on every row, "
+                         f"got {roots[:3]!r}")
+    root = roots[0]
+    base = os.path.realpath(root)
+    outside = []
+    for i, p in enumerate(frame["path"].astype(str)):
+        real = os.path.realpath(p) if p else ""
+        if not real or real == base or os.path.commonpath([base, real]) != base:
+            outside.append((i, p, real))
+    if outside:
+        i, p, real = outside[0]
+        more = f" ({len(outside)} rows in all)" if len(outside) > 1 else ""
+        via = f" (it resolves to {real})" if real and real != os.path.abspath(p) else ""
+        raise InputError(
+            f"{manifest}: row {i} (CSV line {i + 2}, key {frame['key'].iloc[i]}) lists the "
+            f"spectrum file {p!r}{via}, outside the folder {root!r} the manifest's files must "
+            f"lie in; refusing the manifest{more}")

@@ -80,13 +80,14 @@ from galforge.spectra.settings import (
     DEFAULT_SKY_LINES,
     PreprocessSettings,
 )
-from galforge.spectra.store import open_shard
+from galforge.spectra.store import ShardWriter, open_shard
 
 __all__ = [
     "DEFAULT_BAD_MASK_BITS",
     "DEFAULT_SKY_LINES",
     "PreparedSpectra",
     "PreprocessSettings",
+    "ShardPreprocessor",
     "observed_bad_pixels",
     "prepare_spectra",
     "prepare_spectrum",
@@ -365,6 +366,72 @@ def _property_columns(frame: Any) -> list[str]:
     return cols
 
 
+class ShardPreprocessor:
+    """Preprocesses spectra into an open shard (:func:`~galforge.spectra.store.open_shard`),
+    :attr:`PreprocessSettings.batch` at a time, in the order they are added.
+
+    :func:`preprocess_shard` feeds it files it reads; a driver that already holds the
+    :class:`~galforge.spectra.readers.SpectrumData` (read once for the selection) adds
+    them itself. The rows, their batches and so the values written depend only on the
+    spectra and their order.
+    """
+
+    def __init__(self, writer: ShardWriter, settings: PreprocessSettings,
+                 prop_cols: Sequence[str]) -> None:
+        self.writer, self.settings, self.prop_cols = writer, settings, list(prop_cols)
+        self.rejects: list[dict[str, Any]] = []
+        self._pending: list[tuple[Any, np.ndarray]] = []
+
+    def add(self, sp: Any, values: Any) -> None:
+        """Queue one spectrum (``key``, ``path``, ``plate``, ``mjd``, ``fiber``, ``z`` and the
+        fields of :func:`prepare_spectra`) with its property values (one per ``prop_cols``)."""
+        self._pending.append((sp, np.asarray(values, dtype=np.float64)))
+        if len(self._pending) >= self.settings.batch:
+            self.flush()
+
+    def reject(self, key: int, path: str, reason: str) -> None:
+        """List a spectrum that is not preprocessed (e.g. not downloaded)."""
+        self.rejects.append({"key": key, "path": path, "reason": reason})
+
+    def flush(self) -> None:
+        """Preprocess the queued spectra and append the accepted ones to the shard."""
+        if not self._pending:
+            return
+        spectra = [sp for sp, _ in self._pending]
+        out = prepare_spectra(spectra, self.settings)
+        ok = out.accepted
+        for sp, reason in zip(spectra, out.reasons, strict=True):
+            if reason is not None:
+                self.reject(sp.key, str(sp.path), reason)
+                log.info("rejected %s (key %d): %s", sp.path, sp.key, reason)
+        rows = [sp for sp, a in zip(spectra, ok, strict=True) if a]
+        arrays = {
+            "flux": out.flux[ok].astype(np.float32),
+            "weight": out.weight[ok].astype(np.float32),
+            "mask": out.mask[ok],
+            "key": np.array([sp.key for sp in rows], dtype=np.int64),
+            "plate": np.array([sp.plate for sp in rows], dtype=np.int32),
+            "mjd": np.array([sp.mjd for sp in rows], dtype=np.int32),
+            "fiber": np.array([sp.fiber for sp in rows], dtype=np.int32),
+            "z": np.array([sp.z for sp in rows], dtype=np.float64),
+            "norm": out.norm[ok],
+            "good_fraction": out.good_fraction[ok],
+        }
+        values = np.array([v for (_, v), a in zip(self._pending, ok, strict=True) if a],
+                          dtype=np.float64).reshape(len(rows), len(self.prop_cols))
+        self.writer.append(arrays, {c: values[:, j] for j, c in enumerate(self.prop_cols)})
+        self._pending.clear()
+
+    def finish(self) -> Any:
+        """Flush, write the shard's ``rejects`` group; the rejects (``key, path, reason``)."""
+        import pandas as pd
+
+        self.flush()
+        rej = pd.DataFrame(self.rejects, columns=["key", "path", "reason"])
+        self.writer.write_rejects(rej)
+        return rej
+
+
 def preprocess_shard(
     spectra: Any,
     properties: Any,
@@ -409,8 +476,6 @@ def preprocess_shard(
     InputError
         Unreadable spectrum files (named), bad tables or settings.
     """
-    import pandas as pd
-
     from galforge.spectra.readers import read_spectrum
 
     t0 = time.perf_counter()
@@ -418,45 +483,16 @@ def preprocess_shard(
     entries = _spectrum_paths(spectra)
     props = _properties_frame(properties)
     prop_cols = _property_columns(props)
-    rejects: list[dict[str, Any]] = []
+    values = dict(zip(props.index.tolist(), props[prop_cols].to_numpy(dtype=np.float64),
+                      strict=True))
     n_not_selected = 0
     seen: set[int] = set()
     with open_shard(dest, s, prop_cols) as writer:
-        pending: list[Any] = []
-
-        def flush() -> None:
-            if not pending:
-                return
-            out = prepare_spectra(pending, s)
-            ok = out.accepted
-            for sp, reason in zip(pending, out.reasons, strict=True):
-                if reason is not None:
-                    rejects.append({"key": sp.key, "path": str(sp.path), "reason": reason})
-                    log.info("rejected %s (key %d): %s", sp.path, sp.key, reason)
-            rows = [sp for sp, a in zip(pending, ok, strict=True) if a]
-            keys = np.array([sp.key for sp in rows], dtype=np.int64)
-            arrays = {
-                "flux": out.flux[ok].astype(np.float32),
-                "weight": out.weight[ok].astype(np.float32),
-                "mask": out.mask[ok],
-                "key": keys,
-                "plate": np.array([sp.plate for sp in rows], dtype=np.int32),
-                "mjd": np.array([sp.mjd for sp in rows], dtype=np.int32),
-                "fiber": np.array([sp.fiber for sp in rows], dtype=np.int32),
-                "z": np.array([sp.z for sp in rows], dtype=np.float64),
-                "norm": out.norm[ok],
-                "good_fraction": out.good_fraction[ok],
-            }
-            sel = props.loc[keys] if keys.size else props.iloc[:0]
-            pvals = {c: sel[c].to_numpy(dtype=np.float64) for c in prop_cols}
-            writer.append(arrays, pvals)
-            pending.clear()
-
+        pre = ShardPreprocessor(writer, s, prop_cols)
         for path, skip in tqdm(entries, desc="preprocess", unit="spectrum",
                                disable=not progress):
             if skip is not None:
-                rejects.append({"key": -1, "path": "" if path is None else str(path),
-                                "reason": skip})
+                pre.reject(-1, "" if path is None else str(path), skip)
                 continue
             sp = read_spectrum(path)
             key = sp.key
@@ -470,19 +506,15 @@ def preprocess_shard(
             if "z" in props.columns and abs(float(props.at[key, "z"]) - sp.z) > 1e-3:
                 log.warning("%s: redshift %.5f differs from the properties table's %.5f; "
                             "using the spectrum's", path, sp.z, float(props.at[key, "z"]))
-            pending.append(sp)
-            if len(pending) >= s.batch:
-                flush()
-        flush()
-        rej = pd.DataFrame(rejects, columns=["key", "path", "reason"])
-        writer.write_rejects(rej)
+            pre.add(sp, values[key])
+        rej = pre.finish()
         n_written = writer.n
     if rejects_dest is not None:
         with atomic_path(rejects_dest) as tmp:
             rej.to_csv(tmp, index=False)
-    summary = {"n_files": len(entries), "n_written": n_written, "n_rejected": len(rejects),
+    summary = {"n_files": len(entries), "n_written": n_written, "n_rejected": len(rej),
                "n_not_selected": n_not_selected, "seconds": time.perf_counter() - t0}
     log.info("preprocess shard %s: %d files, %d written, %d rejected, %d not selected "
-             "(%.1f s)", dest, summary["n_files"], n_written, len(rejects), n_not_selected,
+             "(%.1f s)", dest, summary["n_files"], n_written, len(rej), n_not_selected,
              summary["seconds"])
     return {**summary, "rejects": rej}

@@ -50,6 +50,7 @@ __all__ = [
     "REJECT_CODES",
     "REJECT_COLUMNS",
     "SelectionSettings",
+    "SpectrumSelector",
     "select_spectra",
 ]
 
@@ -117,6 +118,123 @@ def _reject(rejects: list[dict[str, Any]], key: int, path: Path, code: str, reas
     rejects.append({"key": key, "path": str(path), "code": code, "reason": reason})
 
 
+class SpectrumSelector:
+    """The cuts of the module docstring, one spectrum at a time.
+
+    :func:`select_spectra` runs it over a list of files; a shard driver that reads
+    every file once and hands the kept :class:`SpectrumData` on (e.g. to the
+    preprocessing) calls :meth:`read` and :meth:`check` itself, then :meth:`result`.
+    Parameters as :func:`select_spectra`.
+    """
+
+    def __init__(
+        self,
+        gswlc: Table | pd.DataFrame | str | os.PathLike,
+        oh_table: Table | pd.DataFrame | None,
+        settings: SelectionSettings | None = None,
+    ) -> None:
+        settings = settings if settings is not None else SelectionSettings()
+        if settings.require_metallicity and oh_table is None:
+            raise InputError("require_metallicity is set but no metallicity (oh_table) was given")
+        self.settings = settings
+        gtab = read_gswlc(gswlc) if isinstance(gswlc, str | os.PathLike) else gswlc
+        gcols = _columns(gtab, "GSWLC table")
+        self._gindex = _lookup(gcols, "GSWLC table", ("log_mstar", "log_sfr"))
+        glower = {c.lower(): c for c in gcols}
+        self._mstar = np.asarray(gcols[glower["log_mstar"]], dtype=np.float64)
+        self._sfr = np.asarray(gcols[glower["log_sfr"]], dtype=np.float64)
+        self._av = (np.asarray(gcols[glower["av"]], dtype=np.float64) if "av" in glower
+                    else np.full(len(self._mstar), np.nan))
+        if oh_table is not None:
+            ocols = _columns(oh_table, "metallicity table")
+            self._oindex = _lookup(ocols, "metallicity table", ("oh_p50",))
+            olower = {c.lower(): c for c in ocols}
+            self._oh = np.asarray(ocols[olower["oh_p50"]], dtype=np.float64)
+        else:
+            self._oindex, self._oh = {}, np.zeros(0)
+        self._kept: list[dict[str, Any]] = []
+        self._rejects: list[dict[str, Any]] = []
+        self._seen: set[int] = set()
+        self._n = 0
+        self._zlabel = f"{settings.zmin:g} < z < {settings.zmax:g}"
+
+    def read(self, path: str | os.PathLike) -> SpectrumData | None:
+        """Read one file (check 1); None, with the file listed as ``unreadable``, if it fails."""
+        path = Path(path)
+        self._n += 1
+        try:
+            return read_spectrum(path)
+        except InputError as exc:
+            _reject(self._rejects, -1, path, "unreadable", f"unreadable file: {exc}",
+                    logging.WARNING)
+            return None
+
+    def check(self, spec: SpectrumData) -> dict[str, Any] | None:
+        """Checks 2-7 for a spectrum :meth:`read` returned: its properties row when kept
+        (:data:`PROPERTY_COLUMNS`), else None (the reason is logged and listed)."""
+        settings, path, rejects = self.settings, spec.path, self._rejects
+        key = spec.key
+        ids = f"{spec.plate}/{spec.mjd}/{spec.fiber}"
+        if key in self._seen:
+            _reject(rejects, key, path, "duplicate", f"spectrum {ids} already selected from "
+                    "another file")
+            return None
+        self._seen.add(key)
+        if not spec.is_galaxy:
+            _reject(rejects, key, path, "not_galaxy",
+                    f"not a galaxy: class {spec.spec_class} (spectrum {ids}, z={spec.z:.4f})")
+            return None
+        if not settings.zmin < spec.z < settings.zmax:
+            _reject(rejects, key, path, "z_range",
+                    f"redshift z={spec.z:.4f} outside {self._zlabel} (spectrum {ids})")
+            return None
+        if not spec.redshift_reliable:
+            what = "zWarning" if spec.source_format == "spSpec" else "ZWARNING"
+            conf = f", zConf={spec.z_conf:.2f}" if math.isfinite(spec.z_conf) else ""
+            _reject(rejects, key, path, "z_warning",
+                    f"unreliable redshift: {what}={spec.z_warning}{conf} (spectrum {ids})")
+            return None
+        row = self._gindex.get(key)
+        if row is None:
+            _reject(rejects, key, path, "no_gswlc", f"no GSWLC match for spectrum {ids}")
+            return None
+        oh = self._oh[self._oindex[key]] if key in self._oindex else np.nan
+        mstar, sfr = self._mstar[row], self._sfr[row]
+        missing = [name for name, value in (("log_mstar", mstar), ("log_sfr", sfr))
+                   if not np.isfinite(value)]
+        if settings.require_metallicity and not np.isfinite(oh):
+            missing.append("oh_p50")
+        if missing:
+            _reject(rejects, key, path, "missing_property",
+                    f"missing property: {', '.join(missing)} (spectrum {ids})")
+            return None
+        kept = {
+            "key": key, "plate": spec.plate, "mjd": spec.mjd, "fiber": spec.fiber, "z": spec.z,
+            "log_mstar": float(mstar), "log_sfr": float(sfr),
+            "log_ssfr": float(sfr - mstar), "oh_p50": float(oh),
+            "av": float(self._av[row]), "path": str(path),
+        }
+        self._kept.append(kept)
+        return kept
+
+    def result(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The properties and rejects tables of :func:`select_spectra` (and its log line)."""
+        props = pd.DataFrame(self._kept, columns=list(PROPERTY_COLUMNS))
+        props = props.astype({"key": np.int64, "plate": np.int32, "mjd": np.int32,
+                              "fiber": np.int32, "z": np.float64, "log_mstar": np.float64,
+                              "log_sfr": np.float64, "log_ssfr": np.float64,
+                              "oh_p50": np.float64, "av": np.float64, "path": object})
+        props = props.sort_values("key", kind="stable").reset_index(drop=True)
+        rej = pd.DataFrame(self._rejects, columns=list(REJECT_COLUMNS)).astype({"key": np.int64})
+        counts = rej["code"].value_counts().to_dict() if len(rej) else {}
+        log.info(
+            "selection: kept %d of %d spectra (%s); rejected: %s",
+            len(props), self._n, self._zlabel,
+            ", ".join(f"{c} {counts[c]}" for c in REJECT_CODES if c in counts) or "none",
+        )
+        return props, rej
+
+
 def select_spectra(
     spectra_paths: Iterable[str | os.PathLike],
     gswlc: Table | pd.DataFrame | str | os.PathLike,
@@ -158,87 +276,10 @@ def select_spectra(
         A bad GSWLC or metallicity table (missing column); ``require_metallicity``
         without ``oh_table``. Bad spectrum files are rejected, not raised.
     """
-    settings = settings if settings is not None else SelectionSettings()
-    if settings.require_metallicity and oh_table is None:
-        raise InputError("require_metallicity is set but no metallicity (oh_table) was given")
-    gtab = read_gswlc(gswlc) if isinstance(gswlc, str | os.PathLike) else gswlc
-    gcols = _columns(gtab, "GSWLC table")
-    gindex = _lookup(gcols, "GSWLC table", ("log_mstar", "log_sfr"))
-    glower = {c.lower(): c for c in gcols}
-    g_mstar = np.asarray(gcols[glower["log_mstar"]], dtype=np.float64)
-    g_sfr = np.asarray(gcols[glower["log_sfr"]], dtype=np.float64)
-    g_av = (np.asarray(gcols[glower["av"]], dtype=np.float64) if "av" in glower
-            else np.full(len(g_mstar), np.nan))
-    if oh_table is not None:
-        ocols = _columns(oh_table, "metallicity table")
-        oindex = _lookup(ocols, "metallicity table", ("oh_p50",))
-        olower = {c.lower(): c for c in ocols}
-        o_values = np.asarray(ocols[olower["oh_p50"]], dtype=np.float64)
-    else:
-        oindex, o_values = {}, np.zeros(0)
-
-    kept: list[dict[str, Any]] = []
-    rejects: list[dict[str, Any]] = []
-    seen: set[int] = set()
+    selector = SpectrumSelector(gswlc, oh_table, settings)
     paths = [Path(p) for p in spectra_paths]
-    zlabel = f"{settings.zmin:g} < z < {settings.zmax:g}"
     for path in tqdm(paths, desc="select spectra", unit="file", disable=not progress):
-        try:
-            spec: SpectrumData = read_spectrum(path)
-        except InputError as exc:
-            _reject(rejects, -1, path, "unreadable", f"unreadable file: {exc}", logging.WARNING)
-            continue
-        key = spec.key
-        ids = f"{spec.plate}/{spec.mjd}/{spec.fiber}"
-        if key in seen:
-            _reject(rejects, key, path, "duplicate", f"spectrum {ids} already selected from "
-                    "another file")
-            continue
-        seen.add(key)
-        if not spec.is_galaxy:
-            _reject(rejects, key, path, "not_galaxy",
-                    f"not a galaxy: class {spec.spec_class} (spectrum {ids}, z={spec.z:.4f})")
-            continue
-        if not settings.zmin < spec.z < settings.zmax:
-            _reject(rejects, key, path, "z_range",
-                    f"redshift z={spec.z:.4f} outside {zlabel} (spectrum {ids})")
-            continue
-        if not spec.redshift_reliable:
-            what = "zWarning" if spec.source_format == "spSpec" else "ZWARNING"
-            conf = f", zConf={spec.z_conf:.2f}" if math.isfinite(spec.z_conf) else ""
-            _reject(rejects, key, path, "z_warning",
-                    f"unreliable redshift: {what}={spec.z_warning}{conf} (spectrum {ids})")
-            continue
-        row = gindex.get(key)
-        if row is None:
-            _reject(rejects, key, path, "no_gswlc", f"no GSWLC match for spectrum {ids}")
-            continue
-        oh = o_values[oindex[key]] if key in oindex else np.nan
-        missing = [name for name, value in (("log_mstar", g_mstar[row]), ("log_sfr", g_sfr[row]))
-                   if not np.isfinite(value)]
-        if settings.require_metallicity and not np.isfinite(oh):
-            missing.append("oh_p50")
-        if missing:
-            _reject(rejects, key, path, "missing_property",
-                    f"missing property: {', '.join(missing)} (spectrum {ids})")
-            continue
-        kept.append({
-            "key": key, "plate": spec.plate, "mjd": spec.mjd, "fiber": spec.fiber, "z": spec.z,
-            "log_mstar": float(g_mstar[row]), "log_sfr": float(g_sfr[row]),
-            "log_ssfr": float(g_sfr[row] - g_mstar[row]), "oh_p50": float(oh),
-            "av": float(g_av[row]), "path": str(path),
-        })
-    props = pd.DataFrame(kept, columns=list(PROPERTY_COLUMNS))
-    props = props.astype({"key": np.int64, "plate": np.int32, "mjd": np.int32,
-                          "fiber": np.int32, "z": np.float64, "log_mstar": np.float64,
-                          "log_sfr": np.float64, "log_ssfr": np.float64, "oh_p50": np.float64,
-                          "av": np.float64, "path": object})
-    props = props.sort_values("key", kind="stable").reset_index(drop=True)
-    rej = pd.DataFrame(rejects, columns=list(REJECT_COLUMNS)).astype({"key": np.int64})
-    counts = rej["code"].value_counts().to_dict() if len(rej) else {}
-    log.info(
-        "selection: kept %d of %d spectra (%s); rejected: %s",
-        len(props), len(paths), zlabel,
-        ", ".join(f"{c} {counts[c]}" for c in REJECT_CODES if c in counts) or "none",
-    )
-    return props, rej
+        spec = selector.read(path)
+        if spec is not None:
+            selector.check(spec)
+    return selector.result()

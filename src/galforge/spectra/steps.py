@@ -106,7 +106,9 @@ def mock_manifests(root: str | os.PathLike, n_shards: int, dests: Sequence[str |
     """Shard manifests of a written mock (the layout :func:`fetch_spectra_shard` writes).
 
     Every spectrum under ``root/spectra`` goes to shard ``plate mod n_shards``;
-    ``status`` is ``ok``, ``url`` empty, ``bytes`` and ``sha256`` those of the file.
+    ``status`` is ``ok``, ``url`` empty, ``bytes`` and ``sha256`` those of the file,
+    ``root`` the mock's folder (the files must stay in it:
+    :func:`~galforge.archives.sdss_spectra.read_manifest`).
     """
     import hashlib
 
@@ -124,7 +126,8 @@ def mock_manifests(root: str | os.PathLike, n_shards: int, dests: Sequence[str |
         rows.append({"key": int(spectrum_key(plate, mjd, fiber)), "plate": plate, "mjd": mjd,
                      "fiber": fiber, "path": str(path), "status": "ok", "url": "",
                      "bytes": path.stat().st_size,
-                     "sha256": hashlib.sha256(path.read_bytes()).hexdigest()})
+                     "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                     "root": str(Path(root))})
     frame = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
     if frame.empty:
         raise InputError(f"{root}/spectra holds no spec-*.fits files")
@@ -248,27 +251,67 @@ def preprocess_shard(
 
     The rejects CSV (:data:`REJECTS_COLUMNS`) lists every spectrum of the manifest that
     was not kept, with the selection's code or ``preprocess`` and the reason.
-    """
-    from galforge.archives.sdss_spectra import read_manifest
-    from galforge.spectra import preprocess as P
-    from galforge.spectra.selection import select_spectra
 
+    Every file is read once: the spectrum the selection read goes on to the
+    preprocessing, which takes the kept spectra in key order (the properties table's).
+    A manifest sorted by key (as both writers write it) streams them, a batch at a time;
+    another order holds them until every file is read. A file must hold the spectrum
+    its manifest row names (``key``).
+    """
+    import time
+
+    from tqdm import tqdm
+
+    from galforge.archives.sdss_spectra import read_manifest
+    from galforge.spectra.preprocess import ShardPreprocessor
+    from galforge.spectra.selection import PROPERTY_COLUMNS, SpectrumSelector
+    from galforge.spectra.store import open_shard
+
+    t0 = time.perf_counter()
     frame = read_manifest(manifest)
     usable = frame["status"].isin(["ok", "cached"])
     rej = [{"key": int(r.key), "path": r.path, "code": "not_downloaded",
             "reason": f"spectrum {r.plate}/{r.mjd}/{r.fiber} not downloaded ({r.status})"}
            for r in frame[~usable].itertuples()]
-    props, sel_rej = select_spectra(frame.loc[usable, "path"].tolist(), gswlc,
-                                    read_oh_table(info, oh), selection, progress=progress)
-    summary = P.preprocess_shard(props["path"].tolist(), props.drop(columns="path"), preprocess,
-                                 out, progress=progress)
-    pre = summary.pop("rejects").astype({"key": np.int64, "path": str, "reason": str})
-    pre = pre.assign(code="preprocess")
+    selector = SpectrumSelector(gswlc, read_oh_table(info, oh), selection)
+    rows = frame[usable]
+    stream = bool(np.all(np.diff(rows["key"].to_numpy(np.int64)) > 0))
+    prop_cols = [c for c in PROPERTY_COLUMNS if c not in ("key", "plate", "mjd", "fiber", "path")]
+    held: list[tuple[Any, list[float]]] = []
+    with open_shard(out, preprocess, prop_cols) as writer:
+        pre = ShardPreprocessor(writer, preprocess, prop_cols)
+        for i, r in tqdm(zip(rows.index, rows.itertuples(), strict=True), total=len(rows),
+                         desc="select and preprocess", unit="file", disable=not progress):
+            spec = selector.read(r.path)
+            if spec is None:
+                continue
+            if spec.key != r.key:
+                raise InputError(
+                    f"{manifest}: row {i} (key {r.key}) lists {r.path}, which holds spectrum "
+                    f"{spec.plate}/{spec.mjd}/{spec.fiber} (key {spec.key}): the manifest does "
+                    "not match its files; rerun the step that writes it")
+            kept = selector.check(spec)
+            if kept is None:
+                continue
+            item = (spec, [kept[c] for c in prop_cols])
+            if stream:
+                pre.add(*item)
+            else:
+                held.append(item)
+        for item in sorted(held, key=lambda it: it[0].key):
+            pre.add(*item)
+        pre_rej = pre.finish()
+        n_written = writer.n
+    props, sel_rej = selector.result()
+    pre_rej = pre_rej.astype({"key": np.int64, "path": str, "reason": str}).assign(
+        code="preprocess")
     table = pd.concat([pd.DataFrame(rej, columns=list(REJECTS_COLUMNS)), sel_rej,
-                       pre[list(REJECTS_COLUMNS)]], ignore_index=True)
+                       pre_rej[list(REJECTS_COLUMNS)]], ignore_index=True)
     _write_rejects(table, rejects)
-    summary.update(n_manifest=len(frame), n_selected=len(props),
-                   n_rejected_selection=len(sel_rej) + len(rej))
+    summary = {"n_files": len(props), "n_written": n_written, "n_rejected": len(pre_rej),
+               "n_not_selected": 0, "seconds": time.perf_counter() - t0,
+               "n_manifest": len(frame), "n_selected": len(props),
+               "n_rejected_selection": len(sel_rej) + len(rej)}
     log.info("shard: %s", summary)
     return summary
 
