@@ -121,6 +121,7 @@ def test_shard_download_writes_files_and_manifest(server, opts, tmp_path) -> Non
     assert manifest == root / "manifest-0001-of-0003.csv"
     m = ss.read_manifest(manifest)
     assert list(m.columns) == list(ss.MANIFEST_COLUMNS)
+    assert (m["root"] == str(root)).all()  # the download folder: the files must stay in it
     wanted = sorted(s for s in SPECTRA if s[0] % 3 == 1)
     assert list(zip(m["plate"], m["mjd"], m["fiber"], strict=True)) == wanted
     assert (m["status"] == "ok").all()
@@ -208,3 +209,58 @@ def test_missing_spectra_and_bad_files(server, opts, tmp_path) -> None:
         ss.fetch_spectra_shard(table, 3, 3, tmp_path)
     with pytest.raises(InputError, match="no 'fiber' column"):
         ss.fetch_spectra_shard(pd.DataFrame({"plate": [1], "mjd": [2]}), 0, 1, tmp_path)
+
+
+def _manifest(tmp_path: Path, root: Path, paths: list[str]) -> Path:
+    frame = pd.DataFrame({"key": np.arange(len(paths)), "plate": 300, "mjd": 51600,
+                          "fiber": np.arange(len(paths)), "path": paths, "status": "ok",
+                          "url": "", "bytes": 0, "sha256": "", "root": str(root)})
+    frame.to_csv(tmp_path / "manifest.csv", index=False)
+    return tmp_path / "manifest.csv"
+
+
+def test_manifest_paths_must_stay_in_the_download_folder(tmp_path, monkeypatch) -> None:
+    root = tmp_path / "spectra"
+    (root / "0300").mkdir(parents=True)
+    inside = root / "0300" / "spec-0300-51600-0001.fits"
+    inside.write_bytes(b"x")
+    outside = tmp_path / "elsewhere" / "spec-0300-51600-0002.fits"
+    outside.parent.mkdir()
+    outside.write_bytes(b"y")
+    (root / "0300" / "spec-0300-51600-0002.fits").symlink_to(outside)
+    (root / "0300" / "spec-0300-51600-0003.fits").symlink_to(inside)  # a link within: fine
+    ok = [str(inside), str(root / "0300" / "spec-0300-51600-0003.fits"),
+          str(root / "0300" / ".." / "0300" / "spec-0300-51600-0001.fits"),
+          str(root / "0300" / "spec-0300-51600-0009.fits")]  # not there yet (missing): fine
+    assert len(ss.read_manifest(_manifest(tmp_path, root, ok))) == 4
+    escapes = {
+        "../../etc/passwd": "../../etc/passwd",
+        "dotdot": str(root / "0300" / ".." / ".." / "elsewhere" / outside.name),
+        "absolute": str(outside),
+        "etc": "/etc/passwd",
+        "symlink": str(root / "0300" / "spec-0300-51600-0002.fits"),
+        "the root itself": str(root),
+        "empty": "",
+    }
+    for what, bad in escapes.items():
+        manifest = _manifest(tmp_path, root, [*ok[:2], bad])
+        with pytest.raises(InputError) as err:
+            ss.read_manifest(manifest)
+        msg = str(err.value)
+        assert msg.startswith(f"{manifest}: row 2 (CSV line 4, key 2) lists the spectrum file "
+                              f"{bad!r}"), what
+        assert f"outside the folder {str(root)!r}" in msg, what
+        if what == "symlink":
+            assert f"resolves to {outside}" in msg
+    # relative paths and root are taken from the working directory, as the readers open them
+    monkeypatch.chdir(tmp_path)
+    rel = _manifest(tmp_path, Path("spectra"), ["spectra/0300/spec-0300-51600-0001.fits"])
+    assert len(ss.read_manifest(rel)) == 1
+    # no root recorded (an earlier galforge), or more than one
+    pd.read_csv(rel).drop(columns="root").to_csv(rel, index=False)
+    with pytest.raises(InputError, match="lacks column.s. root .a manifest of an earlier"):
+        ss.read_manifest(rel)
+    two = _manifest(tmp_path, root, [str(inside), str(inside)])
+    pd.read_csv(two).assign(root=[str(root), str(tmp_path)]).to_csv(two, index=False)
+    with pytest.raises(InputError, match="one folder on every row"):
+        ss.read_manifest(two)

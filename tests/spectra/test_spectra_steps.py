@@ -4,28 +4,32 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from astropy.io import fits
 from astropy.table import Table
 
 from conftest import shared_data_path
 from galforge.archives.gswlc import write_gswlc
 from galforge.archives.mpajhu import write_mpajhu_oh
-from galforge.archives.sdss_spectra import MANIFEST_COLUMNS, spectrum_key
+from galforge.archives.sdss_spectra import MANIFEST_COLUMNS, read_manifest, spectrum_key
 from galforge.io import InputError
 from galforge.mock.spectra import MockSpectraSettings, write_spectra_mock
+from galforge.spectra import preprocess as P
 from galforge.spectra.preprocess import PreprocessSettings
 from galforge.spectra.readers import parse_spectrum_filename
-from galforge.spectra.selection import SelectionSettings
+from galforge.spectra.selection import SelectionSettings, select_spectra
 from galforge.spectra.steps import (
     REJECTS_COLUMNS,
     build_targets,
     mock_manifests,
     preprocess,
     preprocess_shard,
+    read_oh_table,
     read_rejects,
     truth_recovery,
 )
@@ -75,10 +79,89 @@ def test_mock_manifests_split_every_file_by_plate(tiny_mock: Path, tmp_path: Pat
         assert (f["plate"] % 3 == i).all() and (f["status"] == "ok").all()
     row = allrows.iloc[7]
     assert hashlib.sha256(Path(row["path"]).read_bytes()).hexdigest() == row["sha256"]
+    assert (allrows["root"] == str(tiny_mock)).all()  # the mock's folder holds every file
+    assert len(read_manifest(dests[1])) == len(frames[1])
     with pytest.raises(InputError, match="2 manifest paths for 3 shards"):
         mock_manifests(tiny_mock, 3, dests[:2])
     with pytest.raises(InputError, match="no spec-"):
         mock_manifests(tmp_path, 1, [tmp_path / "x.csv"])
+
+
+#: several batches, and some spectra rejected by the preprocessing
+SMALL_BATCHES = PreprocessSettings.from_dict({"batch": 16, "min_good_fraction": 0.88})
+
+
+def _mock_shard(root: Path, manifest: Path, out: Path, rejects: Path) -> dict:
+    return preprocess_shard(manifest, root / "gswlc.fits", root / "mpajhu/gal_info_dr7_v5_2.fit.gz",
+                            root / "mpajhu/gal_fiboh_dr7_v5_2.fits.gz", out, rejects,
+                            selection=SelectionSettings(), preprocess=SMALL_BATCHES,
+                            progress=False)
+
+
+@pytest.mark.parametrize("order", ["by key", "shuffled"])
+def test_shard_reads_every_file_once_and_writes_what_two_passes_wrote(
+        tiny_mock: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, order: str) -> None:
+    (manifest,) = mock_manifests(tiny_mock, 1, [tmp_path / "manifest.csv"])
+    frame = read_manifest(manifest)
+    if order == "shuffled":  # not the writers' order: the kept spectra are held, then sorted
+        frame = frame.sample(frac=1.0, random_state=5).reset_index(drop=True)
+        frame.to_csv(manifest, index=False)
+    # the reference: the selection reads every file, then the preprocessing reads the kept
+    # ones again (what this step did before it read each file once)
+    props, sel_rej = select_spectra(frame["path"], tiny_mock / "gswlc.fits",
+                                    read_oh_table(tiny_mock / "mpajhu/gal_info_dr7_v5_2.fit.gz",
+                                                  tiny_mock / "mpajhu/gal_fiboh_dr7_v5_2.fits.gz"),
+                                    SelectionSettings())
+    ref = P.preprocess_shard(props["path"].tolist(), props.drop(columns="path"),
+                             SMALL_BATCHES, tmp_path / "ref.h5", progress=False)
+    pre = ref["rejects"].astype({"key": np.int64, "path": str, "reason": str})
+    ref_rejects = pd.concat([sel_rej, pre.assign(code="preprocess")[list(REJECTS_COLUMNS)]],
+                            ignore_index=True)
+    assert len(sel_rej) and len(pre) and ref["n_written"]  # every kind of row is compared
+
+    opened: Counter[str] = Counter()
+    fits_open = fits.open
+
+    def counting_open(name, *args, **kwargs):
+        if Path(str(name)).name.startswith("spec-"):
+            opened[str(name)] += 1
+        return fits_open(name, *args, **kwargs)
+
+    monkeypatch.setattr(fits, "open", counting_open)
+    out, rejects = tmp_path / "shard.h5", tmp_path / "rejects.csv"
+    summary = _mock_shard(tiny_mock, manifest, out, rejects)
+    assert sorted(opened) == sorted(frame["path"]) and set(opened.values()) == {1}
+    assert summary["n_written"] == ref["n_written"] and summary["n_selected"] == len(props)
+    assert out.read_bytes() == (tmp_path / "ref.h5").read_bytes()
+    assert rejects.read_text() == ref_rejects.to_csv(index=False)
+
+
+def test_shard_refuses_a_manifest_before_writing(tiny_mock: Path, tmp_path: Path) -> None:
+    (manifest,) = mock_manifests(tiny_mock, 1, [tmp_path / "manifest.csv"])
+    good = pd.read_csv(manifest, keep_default_na=False)
+    out, rejects = tmp_path / "shard.h5", tmp_path / "rejects.csv"
+    copy = tmp_path / "copy.fits"  # a copy of a spectrum outside the mock, linked from inside
+    copy.write_bytes(Path(good["path"].iloc[5]).read_bytes())
+    link = tiny_mock / "spectra" / "link-out.fits"
+    link.symlink_to(copy)
+    try:
+        for bad in ("../../etc/passwd", str(copy), str(link)):
+            good.assign(path=[*good["path"].iloc[:5], bad, *good["path"].iloc[6:]]).to_csv(
+                manifest, index=False)
+            with pytest.raises(InputError, match=rf"^{manifest}: row 5 \(CSV line 7, key "
+                                                 rf"{good['key'].iloc[5]}\) lists the spectrum "
+                                                 rf"file '{bad}'.*, outside the folder "
+                                                 rf"'{tiny_mock}'"):
+                _mock_shard(tiny_mock, manifest, out, rejects)
+            assert not out.exists() and not rejects.exists()
+    finally:
+        link.unlink()
+    # a row whose file holds another spectrum than its key says
+    good.assign(key=[*good["key"].iloc[:5], 1, *good["key"].iloc[6:]]).to_csv(manifest,
+                                                                              index=False)
+    with pytest.raises(InputError, match=r"row 5 \(key 1\) lists .* which holds spectrum"):
+        _mock_shard(tiny_mock, manifest, out, rejects)
+    assert not out.exists() and not rejects.exists()
 
 
 @pytest.mark.archive

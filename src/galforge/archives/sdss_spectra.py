@@ -462,7 +462,7 @@ def _check_confined(manifest: Path, frame: pd.DataFrame) -> None:
     if outside:
         i, p, real = outside[0]
         more = f" ({len(outside)} rows in all)" if len(outside) > 1 else ""
-        via = f" (it resolves to {real})" if real and real != os.path.abspath(p) else ""
+        via = f" (it resolves to {real})" if real and real != p else ""
         raise InputError(
             f"{manifest}: row {i} (CSV line {i + 2}, key {frame['key'].iloc[i]}) lists the "
             f"spectrum file {p!r}{via}, outside the folder {root!r} the manifest's files must "
