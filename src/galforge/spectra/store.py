@@ -8,7 +8,7 @@ beside its reader: :func:`open_shard` (a shard) and :func:`read_shard_rejects`,
 
 Layout
 ------
-Shard (:func:`open_shard`, filled by :func:`galforge.spectra.preprocess.preprocess_shard`;
+Shard (:func:`open_shard`, filled by :class:`galforge.spectra.preprocess.ShardPreprocessor`;
 no infill): ``wave`` (n_pix,), ``flux`` (N, n_pix) float32 normalised, NaN where
 masked; ``weight`` float32; ``mask`` bool; ``key`` int64, ``plate``, ``mjd``, ``fiber`` int32, ``z`` float64,
 ``norm`` float64 (the normalisation, 1e-17 erg/s/cm²/Å), ``good_fraction``;
@@ -118,7 +118,7 @@ def open_shard(dest: str | os.PathLike, settings: PreprocessSettings,
                prop_cols: list[str]) -> Iterator[ShardWriter]:
     """Write a shard HDF5 atomically: attrs ``kind``, ``settings``, ``galforge_version``, then
     the rows :meth:`ShardWriter.append` adds and the rejects of :meth:`ShardWriter.write_rejects`
-    (:func:`galforge.spectra.preprocess.preprocess_shard` fills it)."""
+    (:class:`galforge.spectra.preprocess.ShardPreprocessor` fills it)."""
     import h5py
 
     with atomic_path(dest) as tmp:
