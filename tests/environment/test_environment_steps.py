@@ -49,6 +49,11 @@ def test_maps_step_writes_maps_and_parameters_of_the_same_targets(maps_run: Path
     np.testing.assert_array_equal(params["n_map"].to_numpy(),
                                   maps["maps"].sum(axis=(1, 2), dtype=np.int64))
     assert report["n_neighbours"] == int(maps["maps"].sum())
+    # the coverage cut is counted, with its threshold
+    assert report["removed_redshift_edge"] + report["removed_coverage"] + report["kept"] == \
+        report["n_candidates"]
+    assert report["removed_coverage"] > 0
+    assert report["min_coverage"] == 0.95 and report["coverage_points"] == 16
     # one target's map alone, without the others
     tid = int(maps["ids"][3])
     one = read_maps(maps_run / "maps.h5", ids=[tid])

@@ -50,12 +50,13 @@ def dr7():
     return tuple(np.asarray(t[c], dtype=np.float64) for c in ("ra", "dec", "z"))
 
 
-def square_sky(ra0, dec0, dist, n=41):
+def square_sky(ra0, dec0, dist, n=41, centres=False):
     """Sky positions (deg) of an n×n grid over the L×L square: textbook inverse gnomonic.
 
     Scalars give arrays of n² points; arrays of k targets give (k, n²) arrays.
+    ``centres``: the centres of n×n equal cells instead of a grid with the edges.
     """
-    g = np.linspace(-L / 2, L / 2, n)
+    g = (np.arange(n) + 0.5) * L / n - L / 2 if centres else np.linspace(-L / 2, L / 2, n)
     x, y = (v.ravel() for v in np.meshgrid(g, g))
     ra0, dec0, dist = (np.asarray(v, dtype=float)[..., None] for v in (ra0, dec0, dist))
     xi, eta = x / dist, y / dist
@@ -99,7 +100,7 @@ def test_synthetic_patch_keeps_interior_removes_edges():
                                       zmax=0.08, candidates=cand)
         assert report["n_candidates"] == cand.sum()
         assert report["removed_redshift_edge"] == 0
-        assert report["removed_redshift_edge"] + report["removed_footprint"] + \
+        assert report["removed_redshift_edge"] + report["removed_coverage"] + \
             report["kept"] == report["n_candidates"]
         assert not mask[~cand].any()
         pixrad = hp.max_pixrad(fp.nside, degrees=True)
@@ -113,8 +114,72 @@ def test_synthetic_patch_keeps_interior_removes_edges():
             sure_out = margin < -(2.01 * pixrad + 0.36 * np.degrees(fp.resolution_rad))
             assert not mask[rows[sure_out]].any()
             assert sure_out.sum() > 100
-            n_removed = report["removed_footprint"]
-    assert report["removed_footprint"] <= n_removed  # filling only adds pixels
+            n_removed = report["removed_coverage"]
+    assert report["removed_coverage"] <= n_removed  # filling only adds pixels
+
+
+def stripe_coverage(ra, dec, dist, ra_r, dec_r):
+    """True fraction of each square inside the box ``ra_r × dec_r`` (41×41 cell centres),
+    and the square's smallest margin to the box's edges (deg, < 0 when it crosses one)."""
+    sra, sdec = square_sky(ra, dec, dist, n=41, centres=True)
+    inside = (sdec > dec_r[0]) & (sdec < dec_r[1]) & (sra > ra_r[0]) & (sra < ra_r[1])
+    margin = np.minimum.reduce([sdec - dec_r[0], dec_r[1] - sdec, (sra - ra_r[0]) * np.cos(
+        np.radians(sdec)), (ra_r[1] - sra) * np.cos(np.radians(sdec))]).min(1)
+    return inside.mean(1), margin
+
+
+def measured_coverage(fp, ra, dec, dist, points=16):
+    """Coverage recomputed with the textbook projection at the cell centres."""
+    sra, sdec = square_sky(ra, dec, dist, n=points, centres=True)
+    return fp.contains(sra.ravel(), sdec.ravel()).reshape(sra.shape).mean(1)
+
+
+@pytest.mark.parametrize("dec_r, seed", [((10.3, 14.3), 11), ((30.6, 34.6), 12)])
+def test_narrow_stripe_keeps_no_square_below_min_coverage(dec_r, seed):
+    """A 4°-wide stripe at DR7's density (16 galaxies/deg²).
+
+    Whole nside-64 pixels (0.92°) overhang its edges: the old cut (every sample
+    point of the square inside them, ``edge_subdivision=1, min_coverage=1``)
+    keeps squares up to ~15 % outside the stripe; with the sub-pixel edges and
+    ``min_coverage`` none is kept below 0.95. On the old code (footprint.py
+    before issue 11) the same stripe keeps such squares: the last assertions
+    spell that out.
+    """
+    ra_r = (150.0, 240.0)
+    area = (ra_r[1] - ra_r[0]) * np.degrees(np.sin(np.radians(dec_r[1]))
+                                            - np.sin(np.radians(dec_r[0])))  # deg²
+    ra, dec, z = uniform_patch(int(16 * area), ra_r, dec_r, (0.005, 0.1), seed=seed)
+    cand = (z > 0.02) & (z < 0.07)
+    dist = COSMO.comoving_distance(z)
+    rows = np.flatnonzero(cand)
+    truth, margin = stripe_coverage(ra[rows], dec[rows], dist[rows], ra_r, dec_r)
+    s = FootprintSettings()
+    fp = build_footprint(s, ra, dec)
+    assert fp.nside == 512
+    mask, report = select_targets(ra, dec, z, fp, MapSettings(), COSMO, zmin=0.005, zmax=0.1,
+                                  candidates=cand, coverage=s)
+    assert report["removed_redshift_edge"] == 0
+    assert report["removed_coverage"] + report["kept"] == cand.sum()
+    kept = mask[rows]
+    assert kept.sum() > 100
+    # the measured coverage (textbook projection): kept >= threshold, removed below
+    cover = measured_coverage(fp, ra[rows], dec[rows], dist[rows])
+    assert cover[kept].min() >= 0.95 and cover[~kept].max() < 0.95
+    # and the true one: no kept square is more than 5 % outside the stripe
+    assert truth[kept].min() >= 0.95
+    # squares 0.3° (~3 sub-pixels) or more inside the stripe are kept; some closer to an
+    # edge are not: the traced edge lies at the outermost galaxies, a bit inside the true one
+    assert kept[margin > 0.3].all() and (margin > 0.3).sum() > 50
+    # the old rule keeps squares partly outside
+    old = FootprintSettings(edge_subdivision=1, min_coverage=1.0, coverage_points=32)
+    m_old, _ = select_targets(ra, dec, z, build_footprint(old, ra, dec), MapSettings(), COSMO,
+                              zmin=0.005, zmax=0.1, candidates=cand, coverage=old)
+    t_old = truth[m_old[rows]]
+    print(f"stripe {dec_r}: {cand.sum()} candidates; old rule kept {t_old.size}, "
+          f"{(t_old < 0.95).sum()} < 0.95 inside (min {t_old.min():.3f}); new kept "
+          f"{kept.sum()} (min {truth[kept].min():.3f}), {kept[truth == 1.0].mean():.1%} of "
+          "the squares wholly inside")
+    assert (t_old < 0.95).sum() >= 5 and t_old.min() < 0.93
 
 
 def test_fill_holes_and_min_count():
@@ -146,75 +211,70 @@ def test_redshift_edge_cut_counts():
     expect = (z - dz >= 0.02) & (z + dz <= 0.07)
     assert np.array_equal(mask, expect)
     assert report == {"n_candidates": 5000, "removed_redshift_edge": int((~expect).sum()),
-                      "removed_footprint": 0, "kept": int(expect.sum())}
+                      "removed_coverage": 0, "kept": int(expect.sum()), "min_coverage": 0.95,
+                      "coverage_points": 16}
 
 
 # --------------------------------------------------------------------------- real sample
 
 
 @pytest.mark.archive
-def test_dr7_edges_and_holes_removed(dr7):
+def test_dr7_real_edges_coverage(dr7):
+    """The default footprint and cut on the real DR7 sample: every kept square is >= 95 %
+    inside (measured independently); on 4°-wide stripes cut from it (real clustering, known
+    edges) none is kept below 95 % of the true stripe, while whole nside-64 pixels did."""
     ra, dec, z = dr7
-    fp = Footprint.from_catalog(ra, dec)
+    s = FootprintSettings()
+    fp = build_footprint(s, ra, dec)
     cand = (z > 0.02) & (z < 0.07)
     mask, report = select_targets(ra, dec, z, fp, MapSettings(), COSMO, zmin=0.0, zmax=0.107,
-                                  candidates=cand)
-    assert report["removed_redshift_edge"] + report["removed_footprint"] + report["kept"] == \
+                                  candidates=cand, coverage=s)
+    assert report["removed_redshift_edge"] + report["removed_coverage"] + report["kept"] == \
         report["n_candidates"] == cand.sum()
-    assert 0.05 * cand.sum() < report["removed_footprint"] < 0.3 * cand.sum()
+    assert 0.05 * cand.sum() < report["removed_coverage"] < 0.15 * cand.sum()
     dist = COSMO.comoving_distance(z)
-    rng = np.random.default_rng(0)
-    resol = np.degrees(fp.resolution_rad)
-    # 1. edges and holes, found independently: a square point farther than
-    #    2 pixel radii + 0.36 resol from every galaxy (any redshift) lies where the
-    #    nearest sample point's pixel is empty; without hole filling that is rigorous
-    from scipy.spatial import cKDTree
-
-    fp_raw = Footprint.from_catalog(ra, dec, fill_holes=False)
-    mask_raw, _ = select_targets(ra, dec, z, fp_raw, MapSettings(), COSMO, zmin=0.0,
-                                 zmax=0.107, candidates=cand)
-    tree = cKDTree(hp.ang2vec(ra, dec, lonlat=True))
-    rows = rng.choice(np.flatnonzero(cand), 15000, replace=False)
-    sra, sdec = square_sky(ra[rows], dec[rows], dist[rows], n=15)  # coarse is still rigorous
-    thr = 2.01 * np.degrees(hp.max_pixrad(fp.nside)) + 0.36 * resol
-    chord, _ = tree.query(hp.ang2vec(sra.ravel(), sdec.ravel(), lonlat=True),
-                          distance_upper_bound=2 * np.sin(np.radians(thr) / 2))
-    far = np.isinf(chord).reshape(sra.shape).any(1)  # no galaxy within thr of some point
-    assert not mask_raw[rows[far]].any()
-    assert far.sum() > 100
-    assert report["kept"] >= mask_raw.sum()
-    # 2. no kept target has an outside pixel lying wholly inside its square
-    #    (the sample grid is fine enough to catch any such pixel: edges, real holes)
-    kept = rng.choice(np.flatnonzero(mask), 8000, replace=False)
-    n_near = 0
-    vecs = hp.ang2vec(ra, dec, lonlat=True)
-    for i in kept:
-        vec = vecs[i]
-        half_angle = np.arctan(L / np.sqrt(2) / dist[i])
-        near = hp.query_disc(fp.nside, vec, half_angle, inclusive=True)
-        near = near[~fp.inside[near]]
-        n_near += bool(near.size)
-        for p in near:
-            b = hp.boundaries(fp.nside, p, step=2)  # (3, 8) unit vectors
-            t = vec
-            e = np.array([-np.sin(np.radians(ra[i])), np.cos(np.radians(ra[i])), 0.0])
-            nn = np.cross(t, e)
-            ut = t @ b
-            x, y = dist[i] * (e @ b) / ut, dist[i] * (nn @ b) / ut
-            wholly_inside = np.all(ut > 0) and np.all(np.abs(x) < L / 2) and np.all(np.abs(y) < L / 2)
-            assert not wholly_inside, (i, p)
-    assert n_near > 100  # the check is exercised near edges and holes
-    # 3. removed by the footprint: a dense grid over the square finds an outside pixel
-    zok = cand & (z - 1000 * (1 + z) / C_KMS >= 0) & (z + 1000 * (1 + z) / C_KMS <= 0.107)
-    removed = np.flatnonzero(zok & ~mask)
-    sample = rng.choice(removed, 300, replace=False)
-    sra, sdec = square_sky(ra[sample], dec[sample], dist[sample], n=81)
-    hits = int((~fp.contains(sra.ravel(), sdec.ravel()).reshape(sra.shape).all(1)).sum())
-    assert hits >= 0.97 * sample.size
+    # 1. the measured coverage (textbook projection) of every kept target, and of removed ones
+    kept = np.flatnonzero(mask)
+    cover = np.concatenate([measured_coverage(fp, ra[k], dec[k], dist[k])
+                            for k in np.array_split(kept, 8)])
+    assert cover.min() >= 0.95
+    removed = np.flatnonzero(cand & ~mask)
+    assert measured_coverage(fp, ra[removed], dec[removed], dist[removed]).max() < 0.95
+    # 2. the traced footprint lies within the nside-64 occupancy (holes kept, edges pulled in)
+    coarse = Footprint.from_catalog(ra, dec)
+    theta, phi = hp.pix2ang(fp.nside, np.flatnonzero(fp.inside))
+    assert coarse.contains(np.degrees(phi), 90 - np.degrees(theta)).all()
+    assert 0.9 * coarse.area_deg2 < fp.area_deg2 < coarse.area_deg2
+    print(f"DR7: {cand.sum()} candidates, coverage removed {report['removed_coverage']}, kept "
+          f"{report['kept']}, min kept coverage {cover.min():.3f}; footprint "
+          f"{fp.area_deg2:.0f} deg^2 (nside-64 occupancy {coarse.area_deg2:.0f})")
+    # 3. real edges of known position: 4°-wide stripes of the sample
+    old = FootprintSettings(edge_subdivision=1, min_coverage=1.0, coverage_points=32)
+    n_old_below = 0
+    for d0 in (10.0, 30.0, 40.0):
+        ra_r, dec_r = (140.0, 230.0), (d0, d0 + 4)
+        sel = (dec > dec_r[0]) & (dec < dec_r[1]) & (ra > ra_r[0]) & (ra < ra_r[1])
+        r, d, zz = ra[sel], dec[sel], z[sel]
+        c = (zz > 0.02) & (zz < 0.07)
+        rows = np.flatnonzero(c)
+        truth, _ = stripe_coverage(r[rows], d[rows], COSMO.comoving_distance(zz[rows]), ra_r,
+                                   dec_r)
+        m, _ = select_targets(r, d, zz, build_footprint(s, r, d), MapSettings(), COSMO,
+                              zmin=0.0, zmax=0.107, candidates=c, coverage=s)
+        m_old, _ = select_targets(r, d, zz, build_footprint(old, r, d), MapSettings(), COSMO,
+                                  zmin=0.0, zmax=0.107, candidates=c, coverage=old)
+        t_new, t_old = truth[m[rows]], truth[m_old[rows]]
+        print(f"DR7 stripe dec {dec_r}: {c.sum()} candidates; nside-64 rule kept {t_old.size}, "
+              f"{(t_old < 0.95).sum()} < 0.95 inside (min {t_old.min():.3f}); new kept "
+              f"{t_new.size}, min {t_new.min():.3f}")
+        assert t_new.size > 50 and t_new.min() >= 0.95
+        n_old_below += int((t_old < 0.95).sum())
+    assert n_old_below > 20
 
 
 @pytest.mark.archive
-def test_dr7_artificial_hole(dr7):
+@pytest.mark.parametrize("sub", [1, 8])
+def test_dr7_artificial_hole(dr7, sub):
     ra, dec, z = dr7
     c_ra, c_dec, radius = 185.0, 35.0, 3.0
     vec = hp.ang2vec(ra, dec, lonlat=True)
@@ -222,8 +282,8 @@ def test_dr7_artificial_hole(dr7):
     sep = np.degrees(np.arccos(np.clip(vec @ cvec, -1, 1)))
     keep = sep > radius
     assert (~keep).sum() > 300  # the hole removes real galaxies: it is interior
-    fp = Footprint.from_catalog(ra[keep], dec[keep])
-    fp0 = Footprint.from_catalog(ra, dec)
+    fp = Footprint.from_catalog(ra[keep], dec[keep], edge_subdivision=sub)
+    fp0 = Footprint.from_catalog(ra, dec, edge_subdivision=sub)
     r, d, zz, s = ra[keep], dec[keep], z[keep], sep[keep]
     cand = (zz > 0.02) & (zz < 0.07)
     mask, _ = select_targets(r, d, zz, fp, MapSettings(), COSMO, zmin=0.0, zmax=0.107,
@@ -239,7 +299,7 @@ def test_dr7_artificial_hole(dr7):
         if gsep.min() < 0.8:  # the square covers the hole's core
             assert not mask[i]
             n_hit += 1
-        if s[i] - half_diag[i] > radius + 3 * np.degrees(fp.resolution_rad):
+        if s[i] - half_diag[i] > radius + 3 * sub * np.degrees(fp.resolution_rad):
             assert mask[i] == mask0[i]  # far from the hole: unchanged decision
     assert n_hit > 20
 
@@ -310,5 +370,16 @@ def test_errors_and_settings():
         FootprintSettings.from_dict({"nside": 48})
     with pytest.raises(SettingsError, match="min_count"):
         FootprintSettings.from_dict({"min_count": 0})
-    fp2 = build_footprint(FootprintSettings(nside=16, fill_holes=False), [180.0], [20.0])
+    fp2 = build_footprint(FootprintSettings(nside=16, fill_holes=False, edge_subdivision=1),
+                          [180.0], [20.0])
     assert fp2.nside == 16 and fp2.inside.sum() == 1
+    # with sub-pixel edges: one galaxy closes to its nside-16 pixel's 64 sub-pixels at most
+    fp3 = build_footprint(FootprintSettings(nside=16, fill_holes=False), [180.0], [20.0])
+    assert fp3.nside == 128 and 0 < fp3.inside.sum() <= 64 and fp3.contains([180.0], [20.0])[0]
+    assert FootprintSettings().min_coverage == 0.95 and FootprintSettings().coverage_points == 16
+    for bad in ({"edge_subdivision": 3}, {"edge_subdivision": 128}, {"min_coverage": 0.0},
+                {"min_coverage": 1.5}, {"coverage_points": 1}):
+        with pytest.raises(SettingsError, match=next(iter(bad))):
+            FootprintSettings.from_dict(bad)
+    with pytest.raises(InputError, match="edge_subdivision"):
+        Footprint.from_catalog([1.0], [0.0], edge_subdivision=3)

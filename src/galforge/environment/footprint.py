@@ -4,16 +4,27 @@ The footprint is a HEALPix (RING ordering) boolean map, either derived from
 the catalogue itself (pixel occupancy, :meth:`Footprint.from_catalog`) or read
 from a HEALPix mask FITS file (nonzero = inside, :meth:`Footprint.from_mask`).
 
+A catalogue-derived footprint is occupancy at ``nside`` (holes of one pixel
+filled) with its edges traced on sub-pixels (``edge_subdivision``): a coarse
+pixel the survey edge cuts holds galaxies, so it counts as inside whole, and
+at nside 64 (0.92° pixels) a 4°-wide stripe's footprint came out ~1° wider
+than the survey. Finer pixels alone follow the edge but hold < 1 galaxy each
+(holes everywhere); so the sub-pixel occupancy is *closed* — dilated, then
+eroded, by one coarse pixel — which fills every gap narrower than ~2 coarse
+pixels while an edge stays where the outermost galaxies are; the result is
+intersected with the coarse footprint, so its real holes and ``min_count``
+stand.
+
 :func:`select_targets` applies two cuts, in this order:
 
 1. **redshift edge** — the target's velocity window
    ``[z_t − Δz, z_t + Δz]``, ``Δz = Δv (1 + z_t)/c``, must lie inside the
    catalogue's redshift selection ``[zmin, zmax]``;
-2. **footprint** — the whole ``L × L`` square around the target must be inside
-   the footprint: a grid of sample points covering the square (edges included,
-   spacing at most half the HEALPix pixel size at the target's distance) is
-   mapped back to the sky with the inverse gnomonic projection at ``D_t`` and
-   every sample's pixel must be inside.
+2. **coverage** — at least ``min_coverage`` of the ``L × L`` square around the
+   target must lie inside the footprint, measured on the centres of a
+   ``coverage_points × coverage_points`` grid of equal cells over the square,
+   mapped back to the sky with the maps' gnomonic projection at ``D_t``
+   (:func:`square_coverage`).
 """
 
 from __future__ import annotations
@@ -37,9 +48,10 @@ logger = logging.getLogger("galforge.environment")
 #: Default HEALPix resolution of a catalogue-derived footprint: nside 64 has
 #: 0.92° pixels (0.84 deg²), i.e. ~10-15 galaxies a pixel for SDSS DR7
 #: volume-limited samples (8-16 galaxies/deg²), fine enough to follow the
-#: survey edges and the larger holes, coarse enough that voids rarely empty a pixel.
+#: larger holes, coarse enough that voids rarely empty a pixel; the edges are
+#: traced on its sub-pixels (``edge_subdivision``).
 
-#: Upper bound on sample points processed at once by :func:`select_targets`.
+#: Upper bound on sample points processed at once by :func:`square_coverage`.
 _MAX_POINTS = 1 << 21
 
 
@@ -86,17 +98,23 @@ class Footprint:
         nside: int = DEFAULT_NSIDE,
         min_count: int = 1,
         fill_holes: bool = True,
+        edge_subdivision: int = 1,
     ) -> Footprint:
         """Footprint = pixels holding at least ``min_count`` galaxies.
 
         With ``fill_holes``, an under-filled pixel whose 8 neighbours are all
         inside is added (one pass), so isolated Poisson/void gaps in the
         interior do not punch false holes; real holes larger than one pixel stay.
+        With ``edge_subdivision`` s > 1 the footprint has nside ``s·nside``: the
+        inside pixels' sub-pixels that lie in the closed sub-pixel occupancy
+        (see the module docstring and :func:`_closed_occupancy`).
         """
         if not hp.isnsideok(nside, nest=True):
             raise InputError(f"invalid HEALPix nside {nside!r} (a power of two)")
         if isinstance(min_count, bool) or not isinstance(min_count, (int, np.integer)) or min_count < 1:
             raise InputError(f"min_count must be an integer >= 1, got {min_count!r}")
+        if not hp.isnsideok(edge_subdivision * nside, nest=True) or edge_subdivision < 1:
+            raise InputError(f"edge_subdivision must be a power of two, got {edge_subdivision!r}")
         ra_, dec_ = _radec_arrays(ra, dec)
         if ra_.size == 0:
             raise InputError("empty catalogue: cannot derive a footprint")
@@ -115,6 +133,12 @@ class Footprint:
             "footprint from %d galaxies: nside %d, %d pixels inside (%.0f deg^2), %d holes filled",
             ra_.size, nside, int(inside.sum()), fp.area_deg2, n_filled,
         )
+        if edge_subdivision > 1:
+            fine = cls(nside=nside * edge_subdivision,
+                       inside=_closed_occupancy(ra_, dec_, nside, inside, edge_subdivision))
+            logger.info("footprint edges traced at nside %d: %.0f deg^2 inside",
+                        fine.nside, fine.area_deg2)
+            return fine
         return fp
 
     @classmethod
@@ -160,47 +184,91 @@ def build_footprint(settings: FootprintSettings, ra: Any, dec: Any) -> Footprint
     if settings.mask is not None:
         return Footprint.from_mask(settings.mask)
     return Footprint.from_catalog(
-        ra, dec, nside=settings.nside, min_count=settings.min_count, fill_holes=settings.fill_holes
+        ra, dec, nside=settings.nside, min_count=settings.min_count,
+        fill_holes=settings.fill_holes, edge_subdivision=settings.edge_subdivision,
     )
 
 
-def _square_inside(
+def _closed_occupancy(
+    ra: np.ndarray, dec: np.ndarray, nside: int, inside: np.ndarray, sub: int
+) -> np.ndarray:
+    """RING map at ``nside·sub``: sub-pixels of ``inside`` pixels in the closed occupancy.
+
+    The occupancy (≥ 1 galaxy) of the sub-pixels is dilated ``sub`` times, then
+    eroded ``sub`` times (8-neighbour steps, i.e. one coarse pixel each way).
+    Only the sub-pixels of the inside pixels and of their neighbours are
+    processed (a sub-pixel outside that ring counts as empty): dilation reaches
+    one coarse pixel, so the inside pixels' sub-pixels come out exact.
+    """
+    nf = nside * sub
+    shift = 2 * int(sub).bit_length() - 2  # log2(sub²)
+    cin = np.flatnonzero(inside)
+    neigh = hp.get_all_neighbours(nside, cin).ravel()
+    ring_c = np.union1d(cin, neigh[neigh >= 0])
+    dom = np.sort(((hp.ring2nest(nside, ring_c)[:, None] << shift)
+                   + np.arange(sub * sub)[None, :]).ravel())  # NEST sub-pixels
+    occ = np.zeros(dom.size, dtype=bool)
+    gal = hp.ang2pix(nf, ra, dec, lonlat=True, nest=True)
+    pos = np.searchsorted(dom, gal)
+    pos_c = np.minimum(pos, dom.size - 1)
+    occ[pos_c[dom[pos_c] == gal]] = True
+    nb = hp.get_all_neighbours(nf, dom, nest=True)  # (8, n), -1 = none
+    loc = np.minimum(np.searchsorted(dom, nb), dom.size - 1)
+    in_dom = (nb >= 0) & (dom[loc] == nb)
+    absent = nb < 0  # a corner pixel with 7 neighbours: ignored by the erosion
+    m = occ
+    for _ in range(sub):
+        m = m | (m[loc] & in_dom).any(axis=0)
+    for _ in range(sub):
+        m = m & ((m[loc] & in_dom) | absent).all(axis=0)
+    inside_nest = inside[hp.nest2ring(nside, np.arange(inside.size))]
+    keep = m & inside_nest[dom >> shift]
+    out = np.zeros(hp.nside2npix(nf), dtype=bool)
+    out[hp.nest2ring(nf, dom[keep])] = True
+    return out
+
+
+def square_coverage(
     ra: np.ndarray,
     dec: np.ndarray,
     dist: np.ndarray,
     footprint: Footprint,
     size_mpc: float,
+    points: int = 16,
 ) -> np.ndarray:
-    """True where the whole gnomonic square of side ``size_mpc`` at ``dist`` is inside."""
+    """Fraction of each target's ``size_mpc`` square at ``dist`` inside the footprint.
+
+    The square is cut into ``points × points`` equal cells of the tangent plane
+    (offsets ``x, y`` in h⁻¹Mpc, as in the maps); each cell centre is mapped back
+    to the sky with the inverse of the maps' gnomonic projection, the direction
+    ``t̂ + (x/D) ê + (y/D) n̂`` (:mod:`galforge.environment.maps`), and looked up
+    in the footprint. Returns the fraction of inside centres, a multiple of
+    ``1/points²``.
+    """
+    ra = np.asarray(ra, dtype=np.float64)
+    dec = np.asarray(dec, dtype=np.float64)
+    dist = np.asarray(dist, dtype=np.float64)
     n_t = ra.size
-    ok = np.zeros(n_t, dtype=bool)
+    cover = np.zeros(n_t, dtype=np.float64)
     if n_t == 0:
-        return ok
-    spacing = 0.5 * footprint.resolution_rad * dist  # h^-1 Mpc at the target
-    nside_pts = np.ceil(size_mpc / spacing).astype(np.int64) + 1  # points a side
+        return cover
+    grid = (np.arange(points) + 0.5) * (size_mpc / points) - 0.5 * size_mpc
+    gx, gy = (g.ravel() for g in np.meshgrid(grid, grid))
     a = np.radians(ra)
     d = np.radians(dec)
     sa, ca, sd, cd = np.sin(a), np.cos(a), np.sin(d), np.cos(d)
-    # target, east and north unit vectors
-    t_vec = np.stack([cd * ca, cd * sa, sd], axis=1)
-    e_vec = np.stack([-sa, ca, np.zeros_like(sa)], axis=1)
-    n_vec = np.stack([-sd * ca, -sd * sa, cd], axis=1)
-    for m in np.unique(nside_pts):
-        group = np.flatnonzero(nside_pts == m)
-        grid = np.linspace(-0.5 * size_mpc, 0.5 * size_mpc, int(m))
-        gx, gy = (g.ravel() for g in np.meshgrid(grid, grid))
-        per = max(1, _MAX_POINTS // gx.size)
-        for s in range(0, group.size, per):
-            g = group[s : s + per]
-            xi = gx[None, :] / dist[g, None]
-            eta = gy[None, :] / dist[g, None]
-            # inverse gnomonic: direction t̂ + ξ ê + η n̂ (healpy normalises)
-            vx = t_vec[g, 0, None] + xi * e_vec[g, 0, None] + eta * n_vec[g, 0, None]
-            vy = t_vec[g, 1, None] + xi * e_vec[g, 1, None] + eta * n_vec[g, 1, None]
-            vz = t_vec[g, 2, None] + eta * n_vec[g, 2, None]
-            inside = footprint.contains_vec(vx.ravel(), vy.ravel(), vz.ravel())
-            ok[g] = inside.reshape(g.size, gx.size).all(axis=1)
-    return ok
+    per = max(1, _MAX_POINTS // gx.size)
+    for s in range(0, n_t, per):
+        g = slice(s, s + per)
+        xi = gx[None, :] / dist[g, None]
+        eta = gy[None, :] / dist[g, None]
+        # t̂ = (cd ca, cd sa, sd), ê = (−sa, ca, 0), n̂ = (−sd ca, −sd sa, cd); healpy normalises
+        vx = cd[g, None] * ca[g, None] - xi * sa[g, None] - eta * (sd[g] * ca[g])[:, None]
+        vy = cd[g, None] * sa[g, None] + xi * ca[g, None] - eta * (sd[g] * sa[g])[:, None]
+        vz = sd[g, None] + eta * cd[g, None]
+        inside = footprint.contains_vec(vx.ravel(), vy.ravel(), vz.ravel())
+        cover[g] = inside.reshape(-1, gx.size).sum(axis=1) / gx.size
+    return cover
 
 
 def select_targets(
@@ -213,8 +281,9 @@ def select_targets(
     zmin: float = 0.0,
     zmax: float = math.inf,
     candidates: Any = None,
-) -> tuple[np.ndarray, dict[str, int]]:
-    """Targets whose velocity window and whole map square lie inside the survey.
+    coverage: FootprintSettings | None = None,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Targets whose velocity window lies inside the survey and map square mostly so.
 
     Parameters
     ----------
@@ -229,18 +298,22 @@ def select_targets(
     candidates:
         Optional boolean mask of the rows to consider (e.g. the target redshift
         range); rows outside it are never selected and not counted as removed.
+    coverage:
+        ``min_coverage`` and ``coverage_points`` of the coverage cut
+        (:func:`square_coverage`); default :class:`FootprintSettings`'.
 
     Returns
     -------
     mask:
         Boolean mask over all rows.
     report:
-        ``{"n_candidates", "removed_redshift_edge", "removed_footprint", "kept"}``
-        (cuts in that order; ``n_candidates = removed_redshift_edge +
-        removed_footprint + kept``).
+        ``{"n_candidates", "removed_redshift_edge", "removed_coverage", "kept",
+        "min_coverage", "coverage_points"}`` (cuts in that order;
+        ``n_candidates = removed_redshift_edge + removed_coverage + kept``).
     """
     settings = settings or MapSettings()
     cosmology = cosmology or Cosmology()
+    coverage = coverage or FootprintSettings()
     ra_, dec_ = _radec_arrays(ra, dec)
     z_ = np.asarray(z, dtype=np.float64).ravel()
     if z_.size != ra_.size:
@@ -264,18 +337,23 @@ def select_targets(
     stage1 = cand & z_ok
     rows = np.flatnonzero(stage1)
     dist = np.asarray(cosmology.comoving_distance(z_[rows]), dtype=np.float64)
-    fp_ok = _square_inside(ra_[rows], dec_[rows], dist, footprint, settings.size_mpc)
+    cover = square_coverage(ra_[rows], dec_[rows], dist, footprint, settings.size_mpc,
+                            coverage.coverage_points)
+    # a hair of slack so that a fraction k/points² equal to the threshold passes
+    fp_ok = cover >= coverage.min_coverage - 1e-12
     mask = np.zeros(ra_.size, dtype=bool)
     mask[rows[fp_ok]] = True
     report = {
         "n_candidates": int(cand.sum()),
         "removed_redshift_edge": int((cand & ~z_ok).sum()),
-        "removed_footprint": int((~fp_ok).sum()),
+        "removed_coverage": int((~fp_ok).sum()),
         "kept": int(mask.sum()),
+        "min_coverage": float(coverage.min_coverage),
+        "coverage_points": int(coverage.coverage_points),
     }
     logger.info(
-        "select_targets: %d candidates; redshift edge removed %d; footprint removed %d; kept %d",
-        report["n_candidates"], report["removed_redshift_edge"], report["removed_footprint"],
-        report["kept"],
+        "select_targets: %d candidates; redshift edge removed %d; coverage < %g removed %d; "
+        "kept %d", report["n_candidates"], report["removed_redshift_edge"],
+        coverage.min_coverage, report["removed_coverage"], report["kept"],
     )
     return mask, report

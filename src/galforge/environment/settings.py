@@ -163,18 +163,55 @@ def _power_of_two(v: Any) -> int:
     return n
 
 
+def _subdivision(v: Any) -> int:
+    n = _power_of_two(v)
+    if n > 64:
+        raise ValueError(f"= {n} must be at most 64")
+    return n
+
+
 @dataclass(frozen=True)
 class FootprintSettings(Settings):
     """Survey footprint for the edge cut (HEALPix occupancy of the catalog unless `mask`
-    names a HEALPix mask FITS file)."""
+    names a HEALPix mask FITS file) and the coverage a target's map square needs.
+
+    ``min_coverage`` 0.95: at most 5 % of the square's area (e.g. a strip L/20 =
+    0.5 h⁻¹Mpc wide along one side) may lie outside, so a map's count is biased low by at
+    most ~5 %, below its Poisson scatter (~10-20 % for the tens to ~100 neighbours of a
+    10 h⁻¹Mpc square); and the footprint's own pixelisation (a sub-pixel straddling the
+    edge, a gap the closing left) no longer removes a target whose square merely touches
+    it. 1.0 asks for every sample point inside.
+
+    ``coverage_points`` 16: 256 cell centres a square, 0.4 % of its area each (a tenth of
+    the tolerance); the 33k DR7 candidates take ~0.4 s.
+
+    ``edge_subdivision`` 8: on the DR7 sample (16 galaxies/deg²) an nside-64 pixel (0.92°)
+    that the edge cuts counts as inside whole, so on 4°-wide stripes cut from the sample
+    8-12 % of the squares that lay inside whole pixels were 5-17 % outside the stripe;
+    nside-512 sub-pixels (0.11°), closed over one nside-64 pixel, keep none below 95 %
+    inside (subdivision 4 still kept 1-3 a stripe down to 88 %). The footprint costs
+    ~0.5 s on the whole sample.
+    """
 
     nside: int = gs.value(DEFAULT_NSIDE, _power_of_two, {"type": "integer", "minimum": 1},
                        "HEALPix resolution of the catalogue-derived footprint (a power of 2).")
     min_count: int = gs.integer(1, "Galaxies a pixel needs to be inside.", lo=1)
     fill_holes: bool = gs.flag(True, "Fill under-filled pixels whose 8 neighbours are inside.")
+    edge_subdivision: int = gs.value(
+        8, _subdivision, {"type": "integer", "minimum": 1, "maximum": 64},
+        "Trace the catalogue footprint's edges on sub-pixels: each nside pixel split into "
+        "edge_subdivision^2 (a power of 2), their occupancy closed (dilated, then eroded) "
+        "over one nside pixel so that Poisson gaps fill and edges stay where the galaxies "
+        "end (1 = whole nside pixels).")
     mask: str | None = gs.text(
         None, "HEALPix mask FITS file used instead of the catalogue occupancy (nside, "
-        "min_count and fill_holes are then ignored).", optional=True)
+        "min_count, fill_holes and edge_subdivision are then ignored).", optional=True)
+    min_coverage: float = gs.number(
+        0.95, "Fraction of a target's L x L map square that must lie inside the footprint "
+        "(measured on coverage_points^2 points of the square); 0.95 biases a map's count "
+        "low by at most ~5 %, below its Poisson scatter.", lo=0.0, hi=1.0, lo_open=True)
+    coverage_points: int = gs.integer(16, "Sample points per side of the square for "
+                                      "min_coverage (cell centres).", lo=2, hi=256)
 
     def check(self) -> None:
         if self.mask is not None and not Path(self.mask).is_file():

@@ -94,8 +94,9 @@ def maps(catalog_path: PathLike, maps_out: PathLike, params_out: PathLike, repor
     cat = read_catalog(catalog_path)
     ra, dec, z, ids = (cat[c].to_numpy() for c in ("ra", "dec", "z", "id"))
     fp = build_footprint(footprint, ra, dec)
+    # report: removed_redshift_edge, removed_coverage (square < min_coverage inside), kept
     targets, report = select_targets(ra, dec, z, fp, maps, cosmology,
-                                     zmin=catalog.zmin, zmax=catalog.zmax)
+                                     zmin=catalog.zmin, zmax=catalog.zmax, coverage=footprint)
     summary = write_maps(maps_out, ra, dec, z, ids, targets, maps, cosmology, progress=progress)
     params = compute_envparams(ra, dec, z, ids, targets, envparams, maps, cosmology,
                                progress=progress)
