@@ -8,8 +8,8 @@ from its run's tables with :func:`parity_row`. This module only formats and writ
 is only a download link).
 
 Columns (:data:`PARITY_COLUMNS`): ``quantity``; ``paper`` (the value as the paper states
-it); ``ours`` (the value on this run); ``source``, ``mock`` or ``archive`` (on the mock
-the answer is what the mock planted, not a measurement of the sky); ``reference``
+it); ``ours`` (the value on this run); ``source``, ``mock`` or ``archive`` (on the mock,
+agreement checks the pipeline against what the mock planted, not the sky); ``reference``
 (where the paper states it); ``note`` (how ours was measured).
 """
 
