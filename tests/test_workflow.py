@@ -19,6 +19,7 @@ from galforge.environment.catalog import read_catalog
 from galforge.environment.envparams import read_envparams
 from galforge.environment.figure_set import FIGURES as ENVIRONMENT_FIGURES
 from galforge.environment.maps import read_maps
+from galforge.parity import read_parity
 from galforge.spectra.figure_set import FIGURES as SPECTRA_FIGURES
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -160,7 +161,7 @@ def test_tiny_end_to_end_run(tmp_path):
     assert maps.sum() > 0 and np.isfinite(maps).all()
     params = read_envparams(res / "envparams.parquet")
     assert list(params["id"]) == list(ids)
-    for name in ("mock", "catalog", "maps", "train", "latents", "stats", "figures"):
+    for name in ("mock", "catalog", "maps", "train", "latents", "stats", "parity", "figures"):
         assert (res / "logs" / f"{name}.log").exists()
         assert (res / "benchmarks" / f"{name}.tsv").exists()
     for stem in (*ENVIRONMENT_FIGURES, "truth_recovery"):
@@ -171,6 +172,7 @@ def test_tiny_end_to_end_run(tmp_path):
         assert {"rho", "p", "nmi", "ks_D", "rho_lo", "rho_hi"} <= set(csv.columns) and len(csv) > 0
         assert (res / "tables" / f"{table}.md").read_text().startswith("|")
     assert json.loads((res / "tables" / "truth_recovery.json").read_text())["source"] == "mock"
+    check_parity_table(res, n_rows=3)
     check_tiny_spectra_outputs(tmp_path / "results" / "ci" / "spectra")
     # nothing outside results/<run>/ and the cache
     assert {p.name for p in tmp_path.iterdir()} <= {"results", "cache", ".snakemake", "config.yaml"}
@@ -180,6 +182,15 @@ def test_tiny_end_to_end_run(tmp_path):
                         "--report", str(tmp_path / "report.html"))
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
     assert (tmp_path / "report.html").stat().st_size > 10_000
+
+
+def check_parity_table(res: Path, n_rows: int) -> None:
+    """The paper-vs-ours table of a mock run: CSV, Markdown and the report's HTML copy."""
+    table = read_parity(res / "tables" / "parity.csv")
+    assert len(table) == n_rows and set(table["source"]) == {"mock"}
+    assert (table["paper"] != "").all() and (table["ours"] != "").all()
+    assert (res / "tables" / "parity.md").read_text().startswith("| quantity")
+    assert "<table" in (res / "tables" / "parity.html").read_text()
 
 
 def check_tiny_spectra_outputs(res: Path) -> None:
@@ -210,8 +221,9 @@ def check_tiny_spectra_outputs(res: Path) -> None:
     assert shap["relative_additivity_error"] < 0.01
     truth = json.loads((res / "tables" / "truth_recovery.json").read_text())
     assert truth["n_planted"] == 4 and truth["source"] == "mock"
+    check_parity_table(res, n_rows=4)
     for name in ("mock", "preprocess-000", "preprocess", "train-vae-d1",
-                 "bic", "analysis", "figures"):
+                 "bic", "analysis", "parity", "figures"):
         assert (res / "logs" / f"{name}.log").exists()
     # third-party INFO chatter stays out of the rule logs (fontTools wrote ~1,300 lines)
     assert "fontTools" not in (res / "logs" / "figures.log").read_text()

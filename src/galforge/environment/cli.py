@@ -68,6 +68,11 @@ def _stats(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
                 settings=settings, seed=cfg["seed"], source=cfg["source"], truth=args.truth)
 
 
+def _parity(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    steps.parity(args.env_table, args.truth_report, out_csv=args.out, out_md=args.out_md,
+                 out_html=args.out_html, source=cfg["source"])
+
+
 def _figures(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     steps.figures(
         catalog=args.catalog, maps=args.maps, model=args.model, latents=args.latents,
@@ -80,6 +85,7 @@ def _figures(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the environment study's subcommands to the ``galforge`` parser."""
     from galforge.commands import add_command
+    from galforge.parity import PARITY_OUTPUTS
 
     add_command(sub, "environment-mock", _mock,
                 "write the mock universe's SDSS-format galaxy table and its truth file", {
@@ -126,6 +132,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "prop-table": "output CSV: latents x galaxy properties",
                     "prop-table-md": "the same as a Markdown table",
                     "truth-report": "output JSON: planted-truth recovery (mock)"})
+    add_command(sub, "environment-parity", _parity,
+                "the paper's headline numbers beside ours (CSV, Markdown, HTML for the report)", {
+                    "env-table": "input CSV: latents x environment parameters",
+                    "truth-report": "input JSON: the stats step's truth-recovery report",
+                    **PARITY_OUTPUTS})
     add_command(sub, "environment-figures", _figures,
                 "every figure of the study (PDF + PNG, provenance-stamped)", {
                     **{k: f"input {k}" for k in ("catalog", "maps", "model", "latents", "kl",

@@ -32,7 +32,7 @@ log = logging.getLogger("galforge.environment")
 
 PathLike = str | os.PathLike
 
-__all__ = ["catalog", "fetch", "figures", "latents", "maps", "mock", "stats",
+__all__ = ["catalog", "fetch", "figures", "latents", "maps", "mock", "parity", "stats",
            "train"]
 
 
@@ -170,6 +170,19 @@ def stats(latents: PathLike, envparams: PathLike, catalog: PathLike, *, env_tabl
                  recovery["top_latent_abs_rho_density_map"], recovery["all_signs_recovered"])
     write_json(recovery, truth_report)
     return recovery
+
+
+def parity(env_table: PathLike, truth_report: PathLike, *, out_csv: PathLike, out_md: PathLike,
+           out_html: PathLike, source: str) -> Any:
+    """The paper's headline numbers beside ours (``tables/parity.*``), from the tables of
+    the stats step; the HTML copy is the report's."""
+    from galforge.environment.parity import TITLE, parity_from_files
+    from galforge.parity import write_parity
+
+    table = parity_from_files(env_table, truth_report, source=source)
+    write_parity(table, out_csv, out_md, out_html, title=TITLE)
+    log.info("parity table: %d rows", len(table))
+    return table
 
 
 def figures(*, catalog: PathLike, maps: PathLike, model: PathLike, latents: PathLike, kl: PathLike,

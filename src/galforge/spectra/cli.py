@@ -79,6 +79,11 @@ def _analysis(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     )
 
 
+def _parity(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    steps.parity(args.bic, args.pca, args.arrays, args.truth_report, out_csv=args.out,
+                 out_md=args.out_md, out_html=args.out_html, source=cfg["source"])
+
+
 def _figures(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     steps.figures(spectra=args.spectra, catalog=args.catalog, bic=args.bic, pca=args.pca,
                   mi=args.mi, arrays=args.arrays, metrics=args.metrics, outdir=args.outdir,
@@ -88,6 +93,7 @@ def _figures(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the spectra study's subcommands to the ``galforge`` parser."""
     from galforge.commands import add_command
+    from galforge.parity import PARITY_OUTPUTS
 
     catalogs = {"gswlc": "input GSWLC table", "mpajhu-info": "input MPA-JHU gal_info file",
                 "mpajhu-oh": "input MPA-JHU gal_fiboh file"}
@@ -146,6 +152,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "shap": "output SHAP additivity report (JSON)",
                     "truth-report": "output planted-truth recovery (JSON)",
                     "arrays": "output arrays for the figures (HDF5)"})
+    add_command(sub, "spectra-parity", _parity,
+                "the paper's headline numbers beside ours (CSV, Markdown, HTML for the report)", {
+                    "bic": "input BIC table (CSV)",
+                    "pca": "input PCA variance table (CSV)",
+                    "arrays": "input analysis arrays (HDF5: the mean |SHAP| of each D)",
+                    "truth-report": "input JSON: the analysis step's truth-recovery report",
+                    **PARITY_OUTPUTS})
     add_command(sub, "spectra-figures", _figures,
                 "every figure of the study (PDF + PNG, provenance-stamped)", {
                     **{k: f"input {k}" for k in ("spectra", "catalog", "bic", "pca", "mi",

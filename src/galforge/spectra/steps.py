@@ -76,6 +76,7 @@ __all__ = [
     "mock",
     "mock_manifests",
     "observed_mean_abs",
+    "parity",
     "preprocess",
     "preprocess_shard",
     "read_rejects",
@@ -379,6 +380,19 @@ def bic(evaluations: Sequence[PathLike], out: PathLike, out_md: PathLike) -> pd.
     write_bic_table(table, out, out_md)
     best = table[table["best_in_kind"]]
     log.info("lowest BIC: %s", dict(zip(best["kind"], best["model_id"], strict=True)))
+    return table
+
+
+def parity(bic: PathLike, pca: PathLike, arrays: PathLike, truth_report: PathLike, *,
+           out_csv: PathLike, out_md: PathLike, out_html: PathLike, source: str) -> pd.DataFrame:
+    """The paper's headline numbers beside ours (``tables/parity.*``), from the tables of
+    the BIC and analysis steps; the HTML copy is the report's."""
+    from galforge.parity import write_parity
+    from galforge.spectra.parity import TITLE, parity_from_files
+
+    table = parity_from_files(bic, pca, arrays, truth_report, source=source)
+    write_parity(table, out_csv, out_md, out_html, title=TITLE)
+    log.info("parity: %s", dict(zip(table["quantity"], table["ours"], strict=True)))
     return table
 
 
