@@ -39,6 +39,7 @@ __all__ = [
     "ModelSettings",
     "Settings",
     "SettingsError",
+    "check_each",
     "choice",
     "flag",
     "integer",
@@ -241,12 +242,7 @@ def numbers(default: Sequence[float] | None, doc: str = "", *, integer: bool = F
                     raise ValueError(f"must be a list of numbers, got {v!r}")
             except ImportError:  # pragma: no cover
                 raise ValueError(f"must be a list of numbers, got {v!r}") from None
-        out = []
-        for i, item in enumerate(v):
-            try:
-                out.append(one(item))
-            except ValueError as exc:
-                raise ValueError(f"item {i} {exc}") from None
+        out = check_each(one, v)
         if length is not None and len(out) != length:
             raise ValueError(f"must hold {length} numbers, got {len(out)}")
         if len(out) < min_length:
@@ -264,6 +260,17 @@ def numbers(default: Sequence[float] | None, doc: str = "", *, integer: bool = F
         schema["minItems"] = min_length
     check, schema = _optional(check, schema, optional)
     return _field(None if default is None else tuple(default), check, schema, doc)
+
+
+def check_each(check: Checker, values: Sequence[Any], what: str = "item") -> tuple[Any, ...]:
+    """``check`` applied to every entry of ``values``; an error names the entry's index."""
+    out = []
+    for i, item in enumerate(values):
+        try:
+            out.append(check(item))
+        except ValueError as exc:
+            raise ValueError(f"{what} {i} {exc}") from None
+    return tuple(out)
 
 
 def texts(default: Sequence[str], doc: str = "", *, options: Sequence[str] | None = None,

@@ -114,13 +114,7 @@ def _sky_lines(v: Any) -> tuple[tuple[float, float], ...]:
     if isinstance(v, str) or not isinstance(v, Sequence):
         raise ValueError(f"must be a list of [wavelength, half_width] in Å, got {v!r}")
     one = gs.numbers((1.0, 1.0), lo=0.0, lo_open=True, length=2).metadata["check"]
-    out = []
-    for i, item in enumerate(v):
-        try:
-            out.append(one(item))
-        except ValueError as exc:
-            raise ValueError(f"entry {i} ([wavelength, half_width] in Å) {exc}") from None
-    return tuple(out)
+    return gs.check_each(one, v, "[wavelength, half_width] pair")
 
 
 @dataclass(frozen=True)
