@@ -33,6 +33,7 @@ import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, dataclass
+from numbers import Real
 from typing import Any, ClassVar, Self
 
 __all__ = [
@@ -89,13 +90,8 @@ def _field(default: Any, check: Checker, schema: dict[str, Any], doc: str) -> An
 
 
 def _is_number(v: Any) -> bool:
-    try:
-        import numpy as np
-
-        extra: tuple[type, ...] = (np.integer, np.floating)
-    except ImportError:  # pragma: no cover - numpy is a dependency
-        extra = ()
-    return not isinstance(v, bool) and isinstance(v, (int, float, *extra))
+    # Real covers int, float and NumPy's number scalars (not its bool) without NumPy
+    return not isinstance(v, bool) and isinstance(v, Real)
 
 
 def _bounds_text(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> str:
@@ -232,16 +228,10 @@ def numbers(default: Sequence[float] | None, doc: str = "", *, integer: bool = F
     one = _range_checker("integer" if integer else "number", lo, hi, lo_open, hi_open)
 
     def check(v: Any) -> tuple[Any, ...]:
-        if isinstance(v, str | bytes | Mapping) or not isinstance(v, Sequence | tuple):
-            try:
-                import numpy as np
-
-                if isinstance(v, np.ndarray):
-                    v = v.tolist()
-                else:
-                    raise ValueError(f"must be a list of numbers, got {v!r}")
-            except ImportError:  # pragma: no cover
-                raise ValueError(f"must be a list of numbers, got {v!r}") from None
+        if getattr(v, "ndim", None) == 1 and hasattr(v, "tolist"):  # a 1-D array
+            v = v.tolist()
+        if isinstance(v, str | bytes | Mapping) or not isinstance(v, Sequence):
+            raise ValueError(f"must be a list of numbers, got {v!r}")
         out = check_each(one, v)
         if length is not None and len(out) != length:
             raise ValueError(f"must hold {length} numbers, got {len(out)}")

@@ -12,7 +12,7 @@ rule or the config validator can check a training section cheaply.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 from galforge.settings import Settings, SettingsError, choice, flag, integer, number
 
@@ -44,8 +44,6 @@ class TrainSettings(Settings):
     al. (2013), early stopping Prechelt (1998). ``amp`` and ``compile`` are ignored,
     with a log line, on CPU.
     """
-
-    label: ClassVar[str] = "training settings"
 
     epochs: int = integer(10, "Maximum number of passes over the training data.", lo=1)
     batch_size: int = integer(64, "Samples per optimiser step (and per validation batch).",

@@ -13,18 +13,19 @@ environment  ``0x5EED``   :data:`galforge.environment.training.SPLIT_SALT`
 spectra      ``0x5EC7``   :data:`galforge.spectra.training.SPLIT_SALT`
 ===========  ===========  ====================================================
 
-This module imports no torch (the configuration checker imports
-:class:`SplitSettings`).
+This module imports neither torch nor NumPy at import time (the configuration checker
+imports :class:`SplitSettings`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from galforge.settings import Settings, number
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
 
 __all__ = ["SplitSettings", "split_indices"]
 
@@ -36,8 +37,6 @@ class SplitSettings(Settings):
     The default fraction is the environment study's; a study with another default
     (spectra: 0.15) passes it where it declares the section.
     """
-
-    label: ClassVar[str] = "split settings"
 
     val_fraction: float = number(
         0.1, "Fraction of the rows held out for validation (early stopping).",
@@ -59,6 +58,8 @@ def split_indices(
         If ``val_fraction`` is not in (0, 1) or ``n < 2`` (no split leaves a row on
         each side).
     """
+    import numpy as np
+
     if not 0.0 < float(val_fraction) < 1.0:
         raise ValueError(f"val_fraction must lie in (0, 1), got {val_fraction!r}")
     if n < 2:

@@ -192,6 +192,11 @@ def _rest_qso(g: _Grid, rows: pd.DataFrame, log1pz: np.ndarray) -> np.ndarray:
     return out
 
 
+#: Properties measured on each galaxy's rest-frame template (NaN for stars and QSOs).
+_TEMPLATE_DERIVED = ("ew_halpha", "balmer_decrement", "log_o3hb", "log_n2ha", "log_ml",
+                     "young_fraction", "halpha_flux_rel", "d4000")
+
+
 def _simulate_chunk(
     s: MockSpectraSettings,
     rows: pd.DataFrame,
@@ -209,19 +214,7 @@ def _simulate_chunk(
     cls = rows["class"].to_numpy()
     is_gal = cls == _CLASS_GALAXY
     rest = np.zeros((n, N_GRID))
-    derived: dict[str, np.ndarray] = {
-        k: np.full(n, np.nan)
-        for k in (
-            "ew_halpha",
-            "balmer_decrement",
-            "log_o3hb",
-            "log_n2ha",
-            "log_ml",
-            "young_fraction",
-            "halpha_flux_rel",
-            "d4000",
-        )
-    }
+    derived = {k: np.full(n, np.nan) for k in _TEMPLATE_DERIVED}
     if is_gal.any():
         m, extra = _rest_galaxy(g, s, rows[is_gal], log1pz[is_gal])
         rest[is_gal] = m
@@ -385,6 +378,7 @@ def _iter_chunks(
         yield sl, arrays, derived
 
 
+#: Derived properties of the truth table, in the order their columns are added.
 _TRUTH_DERIVED = (
     "log_mstar",
     "log_sfr",
