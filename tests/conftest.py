@@ -66,3 +66,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     skip = pytest.mark.skip(reason="needs CUDA (marked gpu)")
     for item in gpu_items:
         item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def tiny_local_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder of one local run of the tiny pipeline (``config.yaml`` at ``scale: tiny``,
+    ``--cores 2``), shared by the tests that check it and compare other runs with it."""
+    from snakemake_runs import run_snakemake, workflow_args, write_tiny_config
+
+    folder = tmp_path_factory.mktemp("tiny-local")
+    write_tiny_config(folder)
+    out = run_snakemake(*workflow_args(folder), "--cores", "2", timeout=900)
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
+    return folder

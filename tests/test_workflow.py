@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,18 +19,7 @@ from galforge.environment.figure_set import FIGURES as ENVIRONMENT_FIGURES
 from galforge.environment.maps import read_maps
 from galforge.parity import read_parity
 from galforge.spectra.figure_set import FIGURES as SPECTRA_FIGURES
-
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-
-
-def run_snakemake(*args: str, cwd: Path = REPO, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    # the rules call `galforge`: put this interpreter's scripts first on PATH
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env.pop("TNG_API_KEY", None)
-    return subprocess.run(
-        [*SNAKEMAKE, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
-    )
+from snakemake_runs import rules_claiming_a_gpu, run_snakemake, workflow_args
 
 
 def test_lint_is_clean():
@@ -113,6 +100,8 @@ def test_download_rules_are_local_and_training_rules_claim_a_gpu():
                 assert re.search(r"gpu=1", body), f"{name} must declare resources gpu=1"
     assert {"environment_fetch", "archives_fetch_mpajhu", "environment_train",
             "spectra_fetch_shard", "spectra_fetch_gswlc", "spectra_train"} <= seen
+    # the SLURM test (tests/test_slurm.py) expects these, and only these, in the gpu partition
+    assert rules_claiming_a_gpu() == {name for name in seen if "train" in name}
 
 
 def test_local_profile_dry_run(tmp_path):
@@ -144,14 +133,9 @@ def test_config_errors_stop_before_any_job(tmp_path, override, message):
 
 
 @pytest.mark.workflow
-def test_tiny_end_to_end_run(tmp_path):
-    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
-    cfg.update(run="ci", scale="tiny", cache_dir=str(tmp_path / "cache"))
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
-    out = run_snakemake("-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "--cores", "2",
-                        "--configfile", str(tmp_path / "config.yaml"), timeout=900)
-    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
-    res = tmp_path / "results" / "ci" / "environment"
+def test_tiny_end_to_end_run(tiny_local_run, tmp_path):
+    run_dir = tiny_local_run
+    res = run_dir / "results" / "ci" / "environment"
     cat = read_catalog(res / "catalog.parquet")
     report = json.loads((res / "maps_report.json").read_text())
     written = read_maps(res / "maps.h5")
@@ -173,12 +157,11 @@ def test_tiny_end_to_end_run(tmp_path):
         assert (res / "tables" / f"{table}.md").read_text().startswith("|")
     assert json.loads((res / "tables" / "truth_recovery.json").read_text())["source"] == "mock"
     check_parity_table(res, n_rows=3)
-    check_tiny_spectra_outputs(tmp_path / "results" / "ci" / "spectra")
+    check_tiny_spectra_outputs(run_dir / "results" / "ci" / "spectra")
     # nothing outside results/<run>/ and the cache
-    assert {p.name for p in tmp_path.iterdir()} <= {"results", "cache", ".snakemake", "config.yaml"}
+    assert {p.name for p in run_dir.iterdir()} <= {"results", "cache", ".snakemake", "config.yaml"}
     # the HTML report, with every figure's caption
-    out = run_snakemake("-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "--cores", "1",
-                        "--configfile", str(tmp_path / "config.yaml"),
+    out = run_snakemake(*workflow_args(run_dir), "--cores", "1",
                         "--report", str(tmp_path / "report.html"))
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
     assert (tmp_path / "report.html").stat().st_size > 10_000

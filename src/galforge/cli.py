@@ -84,10 +84,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: A switch for tests of retries (tests/test_slurm.py): ``<command>:<marker file>`` makes that
+#: command fail once, before it reads anything, while the marker file does not exist (it is
+#: created then), so the next attempt of the same job succeeds.
+FAIL_ONCE_ENV = "GALFORGE_TEST_FAIL_ONCE"
+#: Exit status of that deliberate failure (EX_TEMPFAIL: "try again later").
+FAIL_ONCE_STATUS = 75
+
+
+def _fail_once(command: str) -> bool:
+    """True (and the marker written) when :data:`FAIL_ONCE_ENV` asks ``command`` to fail now."""
+    import os
+    from pathlib import Path
+
+    spec = os.environ.get(FAIL_ONCE_ENV, "")
+    name, sep, marker = spec.partition(":")
+    if not sep or name != command or not marker or Path(marker).exists():
+        return False
+    Path(marker).write_text(f"{command} failed once on purpose ({FAIL_ONCE_ENV})\n")
+    return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _setup_logging(getattr(args, "verbose", False))
+    if _fail_once(args.command):
+        print(f"galforge {args.command}: failing once on purpose ({FAIL_ONCE_ENV} is set)",
+              file=sys.stderr)
+        return FAIL_ONCE_STATUS
     if getattr(args, "threads", None):
         _set_threads(args.threads)
     from galforge.archives.download import DownloadError, redact

@@ -1,0 +1,58 @@
+"""Running the repository's workflow from tests: the Snakemake command and the tiny run."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from conftest import REPO
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def snakemake_env(**extra: str) -> dict[str, str]:
+    """This process's environment for a Snakemake run: this interpreter's scripts first on
+    PATH (the rules call ``galforge``), no real TNG key, and ``extra`` on top."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.pop("TNG_API_KEY", None)
+    env.update(extra)
+    return env
+
+
+def run_snakemake(*args: str, cwd: Path = REPO, timeout: int = 600,
+                  env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*SNAKEMAKE, *args], cwd=cwd, env=env or snakemake_env(), capture_output=True,
+        text=True, timeout=timeout,
+    )
+
+
+def write_tiny_config(folder: Path, run: str = "ci") -> Path:
+    """The repository's ``config.yaml`` at ``scale: tiny`` with its cache in ``folder``."""
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    cfg.update(run=run, scale="tiny", cache_dir=str(folder / "cache"))
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def workflow_args(folder: Path) -> tuple[str, ...]:
+    """The repository's Snakefile run in ``folder`` with the config written there."""
+    return ("-s", str(REPO / "Snakefile"), "-d", str(folder),
+            "--configfile", str(folder / "config.yaml"))
+
+
+def rules_claiming_a_gpu() -> set[str]:
+    """Names of the rules whose resources declare ``gpu=1`` (the training rules)."""
+    names = set()
+    for smk in (REPO / "workflow" / "rules").glob("*.smk"):
+        for name, body in re.findall(r"^rule (\w+):\n((?:[ \t]+.*\n|\n)+)", smk.read_text(), re.M):
+            if re.search(r"^\s+gpu=1,?\s*$", body, re.M):
+                names.add(name)
+    return names
