@@ -243,9 +243,9 @@ def test_the_readme_run_recovers_the_planted_truth_of_every_study(tmp_path):
 
     environment: the top-ranked latent has |Spearman rho| >= 0.9 with the true density at
     the maps' scale, the planted density dependence of stellar mass, g - r and sSFR
-    shows up in the top latent's correlations with the planted sign, and a latent after z1
-    tracks a planted dipole or quadrupole of the true field (|rho| >= 0.5) that the map
-    count does not (|rho| < 0.2).
+    shows up in the top latent's correlations with the planted sign, and latents after z1
+    track both components of the planted dipole of the true field (|rho| >= 0.5), which
+    the map count does not (|rho| < 0.2).
     spectra: the BIC minimum of the VAEs sits within 1 of the 4 planted parameters, every
     planted parameter reaches a shuffle-normalised MI >= 2 with some D, and the mean |SHAP|
     of the D most informative about each line-driving parameter peaks within 20 A of a

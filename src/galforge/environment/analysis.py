@@ -106,14 +106,19 @@ def statistics_tables(
 TOP_LATENT_MIN_ABS_RHO = 0.9
 
 
-#: Acceptance of the planted anisotropy (the property counting does not carry): some latent
-#: after z1 tracks a dipole or quadrupole component of the true field about the target with
-#: at least this |Spearman rho|. 0.5 is a strong rank correlation (a quarter of the rank
-#: variance), far above what chance gives on thousands of targets (|rho| ~ 4/sqrt(N) at
-#: most over all latents and components, 0.05 at N = 6000); the maps' own moments reach
-#: |rho| ~ 0.6-0.8 with the field's (Poisson noise of tens of neighbours), which bounds
-#: what any encoder of the maps can reach.
+#: Acceptance of the planted anisotropy (the property counting does not carry): both
+#: components of the true field's dipole about the target, i.e. the direction of the
+#: asymmetry whichever way it points, are each tracked by some latent after z1 with at least
+#: this |Spearman rho|. 0.5 is a strong rank correlation (a quarter of the rank variance),
+#: far above chance on thousands of targets (the largest |rho| of 31 latents x 4 components
+#: of pure noise is ~0.05 at N = 6000); the maps' own moments reach |rho| 0.6-0.85 with the
+#: field's (Poisson noise of tens of neighbours), which bounds what any encoder of the maps
+#: can reach. Demo mock: 0.73 / 0.69 (seed 42), 0.82 / 0.87 (seed 7). The quadrupole is
+#: reported too (0.52-0.60 on both seeds) but not required: the maps' own quadrupole tracks
+#: the field's only to 0.57-0.65, which leaves a latent little room above 0.5.
 ANISOTROPY_MIN_ABS_RHO = 0.5
+#: The components :data:`ANISOTROPY_MIN_ABS_RHO` applies to.
+ANISOTROPY_REQUIRED: tuple[str, ...] = ("dipole_cos", "dipole_sin")
 #: ... while the map's total count does not: |rho(n_map, component)| below this for every
 #: component (by symmetry it is ~0; 0.2 is a weak correlation, 4 % of the rank variance).
 COUNT_MAX_ABS_RHO = 0.2
@@ -124,9 +129,10 @@ def anisotropy_recovery(m: pd.DataFrame) -> dict[str, Any]:
     against the map count ``n_map``; ``m``: the joined table with the truth columns.
 
     Per component: the best latent after z1 and its rho, z1's rho, the map count's rho and
-    the rho of the map's own measured moment (when present). ``pass``: some component is
-    recovered by a latent after z1 with |rho| >= :data:`ANISOTROPY_MIN_ABS_RHO` and the map
-    count's |rho| is below :data:`COUNT_MAX_ABS_RHO` for every component.
+    the rho of the map's own measured moment (when present). ``recovered``: the components
+    some latent after z1 tracks with |rho| >= :data:`ANISOTROPY_MIN_ABS_RHO`. ``pass``: every
+    component of :data:`ANISOTROPY_REQUIRED` is recovered and the map count's |rho| is below
+    :data:`COUNT_MAX_ABS_RHO` for every component.
     """
     from galforge.mock.environment import MOMENT_NAMES
 
@@ -148,11 +154,12 @@ def anisotropy_recovery(m: pd.DataFrame) -> dict[str, Any]:
     count_blind = all(abs(c["rho_n_map"]) < COUNT_MAX_ABS_RHO for c in comps.values())
     return {
         "min_abs_rho_latent": ANISOTROPY_MIN_ABS_RHO,
+        "required": list(ANISOTROPY_REQUIRED),
         "max_abs_rho_count": COUNT_MAX_ABS_RHO,
         "components": comps,
         "recovered": recovered,
         "count_blind": count_blind,
-        "pass": bool(recovered) and count_blind,
+        "pass": set(ANISOTROPY_REQUIRED) <= set(recovered) and count_blind,
     }
 
 
@@ -162,9 +169,9 @@ def truth_recovery(joined: pd.DataFrame, truth: pd.DataFrame, n_latents: int) ->
     Three checks, each with its ``pass_<check>`` flag: ``pass_top_latent`` (the top latent's
     |rho| with the map-scale true density is at least :data:`TOP_LATENT_MIN_ABS_RHO`),
     ``pass_signs`` (the planted sign of every galaxy property's density trend is recovered
-    along that latent) and ``pass_anisotropy`` (:func:`anisotropy_recovery`: a latent after
-    z1 tracks a planted dipole or quadrupole component of the true field that the map
-    count does not). The truth table must have the field moments (``field_<moment>``).
+    along that latent) and ``pass_anisotropy`` (:func:`anisotropy_recovery`: latents after
+    z1 track both components of the planted dipole of the true field, which the map count
+    does not). The truth table must have the field moments (``field_<moment>``).
     """
     from galforge.mock.environment import MOMENT_NAMES
 

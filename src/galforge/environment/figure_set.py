@@ -145,7 +145,7 @@ def make_figures(
         save(F.fig_truth_recovery(m["z1"].to_numpy(), m["log1p_delta_map"].to_numpy(), rho,
                                   truth_label="log1p_delta_map", moments=truth_panels,
                                   moments_note=(
-                                      f"acceptance: |ρ| ≥ {aniso['min_abs_rho_latent']} for one,"
+                                      f"acceptance: dipole |ρ| ≥ {aniso['min_abs_rho_latent']},"
                                       f" N_map |ρ| < {aniso['max_abs_rho_count']} for all: "
                                       + ("pass" if aniso["pass"] else "fail"))),
              TRUTH_FIGURE)

@@ -92,8 +92,8 @@ def _moment_rows(moments: pd.DataFrame, truth: Mapping[str, Any] | None, source:
             note="the mock's field moments about each target (true density over the map's "
                  "disc and velocity window); n_map |ρ| "
                  + ", ".join(f"{abs(c['rho_n_map']):.3f}" for c in comps.values())
-                 + f"; acceptance: a latent after z1 |ρ| ≥ {ANISOTROPY_MIN_ABS_RHO} with one "
-                 f"component, n_map |ρ| < {COUNT_MAX_ABS_RHO} with all: "
+                 + f"; acceptance: latents after z1 |ρ| ≥ {ANISOTROPY_MIN_ABS_RHO} with both "
+                 f"dipole components, n_map |ρ| < {COUNT_MAX_ABS_RHO} with all: "
                  + ("pass" if flag else "fail")))
     return rows
 

@@ -57,6 +57,22 @@ True local density
     model's latents are checked. (On the demo mock, the maps' total counts have
     Spearman ρ = 0.92 with it, and 0.78 with the 2 h⁻¹Mpc density.)
 
+Planted anisotropy (what the maps' total count does not carry)
+    ``field_dipole_cos``, ``field_dipole_sin``, ``field_quad_cos``,
+    ``field_quad_sin``: :func:`azimuthal_moments` of the true density about each
+    galaxy, the same definition the environment study applies to its maps. The
+    real-space field smoothed with ``smoothing_radius`` is projected along the line
+    of sight over the map's velocity window, ``±map_dv_kms (1 + z)/H(z)`` in comoving
+    distance about the galaxy's true position, on the disc of radius
+    ``map_size_mpc / 2`` in the tangent plane (x east, y north, as the maps), sampled
+    at :data:`FIELD_MOMENT_SAMPLES` ring × angle × line-of-sight midpoints (4 × 12 × 8;
+    finer sampling, 5 × 16 × 9, changes no value by more than 0.003 on the demo
+    mock). Written only when ``map_size_mpc`` and ``map_dv_kms`` are set (the
+    environment study ties them to ``environment.maps``); they take no random numbers,
+    so the catalogue does not change with them. By symmetry the map's count is blind
+    to them (demo mock, seed 42: |ρ| ≤ 0.105 with each), while the maps' own measured
+    moments track them (ρ = 0.80, 0.78, 0.59, 0.57) and so can an encoder of the maps.
+
 Luminosities (Blanton et al. 2003, ApJ 592, 819, ``^{0.1}r``: applied here to
 z = 0 r-band magnitudes, no evolution)
     Schechter ``φ* = phi_star`` [1.49e-2 h³Mpc⁻³], ``M* = m_star`` [-20.44],
@@ -245,8 +261,10 @@ def _tangent_basis(pos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 #: Sampling of the cylinder of :func:`field_moments`: rings, position angles and
-#: line-of-sight points (a 2 h⁻¹Mpc-smoothed field is sampled every ≲ 2.5 h⁻¹Mpc).
-FIELD_MOMENT_SAMPLES = (5, 16, 9)
+#: line-of-sight points (a 2 h⁻¹Mpc-smoothed field is sampled every ≲ 2.6 h⁻¹Mpc;
+#: 5 × 16 × 9 points change no moment by more than 0.003 on the demo mock, at twice
+#: the cost: 4.7 s instead of 2.1 s for its 19.5k galaxies, 2 shared cores).
+FIELD_MOMENT_SAMPLES = (4, 12, 8)
 
 
 def field_moments(
