@@ -143,6 +143,16 @@ def test_stats_and_parity_steps_rank_the_latents_by_the_moments(maps_run: Path,
                           source="mock")
     assert len(parity) == 5
     assert "dipole cos θ: z3" in parity["ours"].iloc[3] and "pass" in parity["note"].iloc[4]
+    # parameters of an older maps step, without the moments: the error names the file
+    params.drop(columns="quad_sin").to_parquet(tmp_path / "old.parquet")
+    with pytest.raises(InputError, match=r"old\.parquet: no map moments \['quad_sin'\]"):
+        steps.stats(tmp_path / "latents.parquet", tmp_path / "old.parquet",
+                    maps_run / "catalog.parquet", env_table=out["env.csv"],
+                    env_table_md=out["env.md"], prop_table=out["prop.csv"],
+                    prop_table_md=out["prop.md"], moments_table=out["mom.csv"],
+                    moments_table_md=out["mom.md"], truth_report=out["truth.json"],
+                    settings=StatsSettings(n_latents=4, n_shuffles=5, n_boot=5), seed=1,
+                    source="mock")
 
 
 def test_readers_name_the_bad_file(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from galforge.io import write_json
+from galforge.io import InputError, write_json
 
 if TYPE_CHECKING:  # pragma: no cover
     from galforge.cosmology import Cosmology
@@ -166,13 +166,17 @@ def stats(latents: PathLike, envparams: PathLike, catalog: PathLike, *, env_tabl
         statistics_tables,
         truth_recovery,
     )
-    from galforge.environment.anisotropy import latents_vs_moments
+    from galforge.environment.anisotropy import MOMENT_NAMES, latents_vs_moments
     from galforge.environment.catalog import read_catalog
     from galforge.environment.envparams import read_envparams
     from galforge.stats import write_tables
 
-    joined = join_tables(read_latents(latents), read_envparams(envparams),
-                         read_catalog(catalog))
+    params = read_envparams(envparams)
+    missing = [c for c in MOMENT_NAMES if c not in params]
+    if missing:
+        raise InputError(f"{envparams}: no map moments {missing} (written by an older maps "
+                         "step: run it again)")
+    joined = join_tables(read_latents(latents), params, read_catalog(catalog))
     env, gal = statistics_tables(joined, settings, seed=seed)
     write_tables(env, env_table, env_table_md)
     write_tables(gal, prop_table, prop_table_md)
