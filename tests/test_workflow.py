@@ -156,7 +156,9 @@ def test_tiny_end_to_end_run(tiny_local_run, tmp_path):
         assert {"rho", "p", "nmi", "ks_D", "rho_lo", "rho_hi"} <= set(csv.columns) and len(csv) > 0
         assert (res / "tables" / f"{table}.md").read_text().startswith("|")
     assert json.loads((res / "tables" / "truth_recovery.json").read_text())["source"] == "mock"
-    check_parity_table(res, n_rows=3)
+    moments = pd.read_csv(res / "tables" / "latents_vs_moments.csv")
+    assert {"moment", "variable", "rho", "rank"} <= set(moments.columns) and len(moments) > 0
+    check_parity_table(res, n_rows=5)
     check_tiny_spectra_outputs(run_dir / "results" / "ci" / "spectra")
     # nothing outside results/<run>/ and the cache
     assert {p.name for p in run_dir.iterdir()} <= {"results", "cache", ".snakemake", "config.yaml"}
@@ -223,8 +225,10 @@ def test_the_readme_run_recovers_the_planted_truth_of_every_study(tmp_path):
     folder builds everything and the report, and recovers the mock's planted truth.
 
     environment: the top-ranked latent has |Spearman rho| >= 0.9 with the true density at
-    the maps' scale, and the planted density dependence of stellar mass, g - r and sSFR
-    shows up in the top latent's correlations with the planted sign.
+    the maps' scale, the planted density dependence of stellar mass, g - r and sSFR
+    shows up in the top latent's correlations with the planted sign, and latents after z1
+    track both components of the planted dipole of the true field (|rho| >= 0.5), which
+    the map count does not (|rho| < 0.2).
     spectra: the BIC minimum of the VAEs sits within 1 of the 4 planted parameters, every
     planted parameter reaches a shuffle-normalised MI >= 2 with some D, and the mean |SHAP|
     of the D most informative about each line-driving parameter peaks within 20 A of a
@@ -254,6 +258,7 @@ def test_the_readme_run_recovers_the_planted_truth_of_every_study(tmp_path):
     assert env["top_latent_abs_rho_density_map"] >= 0.9, env
     assert env["all_signs_recovered"], env["planted_signs"]
     assert env["pass_top_latent"] and env["pass_signs"], env
+    assert env["pass_anisotropy"], env["anisotropy"]
     # every study of the run writes its planted-truth checks, one pass_<check> flag each
     for study in cfg["studies"]:
         truth = json.loads((res / study / "tables/truth_recovery.json").read_text())

@@ -32,6 +32,7 @@ ENVIRONMENT_FIGURES = [
     "fig6_correlation_heatmaps",
     "loss_curves",
     "kl_spectrum",
+    "latents_vs_moments",
 ]
 
 STUDY_TARGETS["environment"] = [
@@ -40,6 +41,7 @@ STUDY_TARGETS["environment"] = [
     res("environment", "envparams.parquet"),
     res("environment", "tables/latents_vs_environment.csv"),
     res("environment", "tables/latents_vs_properties.csv"),
+    res("environment", "tables/latents_vs_moments.csv"),
     res("environment", "tables/truth_recovery.json"),
     res("environment", "tables/parity.csv"),
     res("environment", "figures/fig6_correlation_heatmaps.png"),
@@ -190,6 +192,13 @@ rule environment_stats:
         env_md=res("environment", "tables/latents_vs_environment.md"),
         prop_csv=res("environment", "tables/latents_vs_properties.csv"),
         prop_md=res("environment", "tables/latents_vs_properties.md"),
+        moments_csv=report(
+            res("environment", "tables/latents_vs_moments.csv"),
+            caption="../report/environment_moments_table.rst",
+            category="Environment",
+            labels={"figure": "Latents vs the maps' moments (table)"},
+        ),
+        moments_md=res("environment", "tables/latents_vs_moments.md"),
         truth=res("environment", "tables/truth_recovery.json"),
     params:
         config=cli_config("environment", "stats"),
@@ -206,6 +215,7 @@ rule environment_stats:
         " --catalog {input.catalog:q} {params.truth}"
         " --env-table {output.env_csv:q} --env-table-md {output.env_md:q}"
         " --prop-table {output.prop_csv:q} --prop-table-md {output.prop_md:q}"
+        " --moments-table {output.moments_csv:q} --moments-table-md {output.moments_md:q}"
         " --truth-report {output.truth:q} > {log:q} 2>&1"
 
 
@@ -214,6 +224,7 @@ rule environment_parity:
     input:
         env_table=res("environment", "tables/latents_vs_environment.csv"),
         truth=res("environment", "tables/truth_recovery.json"),
+        moments=res("environment", "tables/latents_vs_moments.csv"),
     output:
         csv=res("environment", "tables/parity.csv"),
         md=res("environment", "tables/parity.md"),
@@ -234,7 +245,7 @@ rule environment_parity:
     shell:
         "galforge environment-parity --config {params.config:q}"
         " --env-table {input.env_table:q} --truth-report {input.truth:q}"
-        " --out {output.csv:q} --out-md {output.md:q} --out-html {output.html:q} > {log:q} 2>&1"
+        " --moments-table {input.moments:q} --out {output.csv:q} --out-md {output.md:q} --out-html {output.html:q} > {log:q} 2>&1"
 
 
 rule environment_figures:
@@ -247,6 +258,7 @@ rule environment_figures:
         envparams=res("environment", "envparams.parquet"),
         env_table=res("environment", "tables/latents_vs_environment.csv"),
         prop_table=res("environment", "tables/latents_vs_properties.csv"),
+        moments_table=res("environment", "tables/latents_vs_moments.csv"),
         metrics=res("environment", "model/metrics.csv"),
         **ENVIRONMENT_TRUTH,
     output:
@@ -292,6 +304,12 @@ rule environment_figures:
             category="Environment",
             labels={"figure": "KL per latent"},
         ),
+        moments=report(
+            res("environment", "figures/latents_vs_moments.png"),
+            caption="../report/environment_moments.rst",
+            category="Environment",
+            labels={"figure": "Latents vs the maps' dipole and quadrupole"},
+        ),
         pdfs=expand(res("environment", "figures/{stem}.pdf"), stem=ENVIRONMENT_FIGURES),
         **(truth_figure("environment", "Environment") if ENVIRONMENT_TRUTH else {}),
     params:
@@ -312,4 +330,4 @@ rule environment_figures:
         " --catalog {input.catalog:q} --maps {input.maps:q} --model {input.model:q}"
         " --latents {input.latents:q} --kl {input.kl:q} --envparams {input.envparams:q}"
         " --env-table {input.env_table:q} --prop-table {input.prop_table:q}"
-        " --metrics {input.metrics:q} {params.truth} --outdir {params.outdir:q} > {log:q} 2>&1"
+        " --moments-table {input.moments_table:q} --metrics {input.metrics:q} {params.truth} --outdir {params.outdir:q} > {log:q} 2>&1"

@@ -64,20 +64,23 @@ def _stats(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     settings = _settings(cfg).stats
     steps.stats(args.latents, args.envparams, args.catalog, env_table=args.env_table,
                 env_table_md=args.env_table_md, prop_table=args.prop_table,
-                prop_table_md=args.prop_table_md, truth_report=args.truth_report,
+                prop_table_md=args.prop_table_md, moments_table=args.moments_table,
+                moments_table_md=args.moments_table_md, truth_report=args.truth_report,
                 settings=settings, seed=cfg["seed"], source=cfg["source"], truth=args.truth)
 
 
 def _parity(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
-    steps.parity(args.env_table, args.truth_report, out_csv=args.out, out_md=args.out_md,
-                 out_html=args.out_html, source=cfg["source"])
+    steps.parity(args.env_table, args.truth_report, moments_table=args.moments_table,
+                 out_csv=args.out, out_md=args.out_md, out_html=args.out_html,
+                 source=cfg["source"])
 
 
 def _figures(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     steps.figures(
         catalog=args.catalog, maps=args.maps, model=args.model, latents=args.latents,
         kl=args.kl, envparams=args.envparams, env_table=args.env_table,
-        prop_table=args.prop_table, metrics=args.metrics, truth=args.truth,
+        prop_table=args.prop_table, moments_table=args.moments_table, metrics=args.metrics,
+        truth=args.truth,
         outdir=args.outdir, cfg=cfg,
     )
 
@@ -131,16 +134,20 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "env-table-md": "the same as a Markdown table",
                     "prop-table": "output CSV: latents x galaxy properties",
                     "prop-table-md": "the same as a Markdown table",
+                    "moments-table": "output CSV: every latent ranked by its rho with the maps' "
+                                     "dipole and quadrupole moments",
+                    "moments-table-md": "the same as a Markdown table",
                     "truth-report": "output JSON: planted-truth recovery (mock)"})
     add_command(sub, "environment-parity", _parity,
                 "the paper's headline numbers beside ours (CSV, Markdown, HTML for the report)", {
                     "env-table": "input CSV: latents x environment parameters",
                     "truth-report": "input JSON: the stats step's truth-recovery report",
+                    "moments-table": "input CSV: latents x the maps' moments",
                     **PARITY_OUTPUTS})
     add_command(sub, "environment-figures", _figures,
                 "every figure of the study (PDF + PNG, provenance-stamped)", {
                     **{k: f"input {k}" for k in ("catalog", "maps", "model", "latents", "kl",
                                                  "envparams", "env-table", "prop-table",
-                                                 "metrics")},
+                                                 "moments-table", "metrics")},
                     "truth?": "the mock's truth file: adds the truth figure",
                     "outdir": "folder of the figures"})

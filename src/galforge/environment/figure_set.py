@@ -27,6 +27,7 @@ FIGURES: tuple[str, ...] = (
     "fig6_correlation_heatmaps",
     "loss_curves",
     "kl_spectrum",
+    "latents_vs_moments",
 )
 #: The mock-only figure of the planted truth.
 TRUTH_FIGURE = "truth_recovery"
@@ -45,14 +46,15 @@ def example_target(envparams: pd.DataFrame, quantile: float = 0.9) -> int:
 
 def make_figures(
     *, catalog: str, maps: str, model: str, latents: str, kl: str, envparams: str,
-    env_table: str, prop_table: str, metrics: str, outdir: str, cfg: dict[str, Any],
-    truth: str | None = None,
+    env_table: str, prop_table: str, moments_table: str, metrics: str, outdir: str,
+    cfg: dict[str, Any], truth: str | None = None,
 ) -> list[Path]:
     """Write every figure into ``outdir``; returns the paths written."""
     import torch
 
     from galforge.environment import figures as F
-    from galforge.environment.analysis import read_latent_kl, read_latents
+    from galforge.environment.analysis import anisotropy_recovery, read_latent_kl, read_latents
+    from galforge.environment.anisotropy import MOMENT_NAMES, moment_summary, read_moment_table
     from galforge.environment.catalog import read_catalog
     from galforge.environment.envparams import read_envparams
     from galforge.environment.maps import read_maps
@@ -118,13 +120,34 @@ def make_figures(
     save(fig_loss_curves(pd.read_csv(metrics)), "loss_curves")
     save(F.fig_kl_spectrum(kl_ranked), "kl_spectrum")
 
+    # the latents that follow the maps' own dipole and quadrupole moments
+    moments = read_moment_table(moments_table)
+    all_z = [c for c in lat.columns if c.startswith("z") and c[1:].isdigit()]
+    with_moments = lat[["id", *all_z]].merge(env[["id", "n_map", *MOMENT_NAMES]], on="id")
+    panels = [F.MomentPanel(m, with_moments[m].to_numpy(), with_moments[b["latent"]].to_numpy(),
+                            b["latent"], b["rho"], b["rho_n_map"])
+              for m, b in moment_summary(moments).items()]
+    save(F.fig_latents_vs_moments(moments, panels), "latents_vs_moments")
+
     if truth is not None:
-        tr = pd.read_parquet(truth).rename(columns={"objID": "id"})
-        m = lat[["id", "z1"]].merge(tr[["id", "log1p_delta_map"]], on="id")
         from galforge.stats import spearman
 
+        tr = pd.read_parquet(truth).rename(columns={"objID": "id"})
+        fields = [f"field_{m}" for m in MOMENT_NAMES]
+        m = with_moments.merge(tr[["id", "log1p_delta_map", *fields]], on="id")
         rho = spearman(m["z1"], m["log1p_delta_map"])[0]
+        aniso = anisotropy_recovery(m)
+        comps = aniso["components"]
+        truth_panels = [F.MomentPanel(k, m[f"field_{k}"].to_numpy(),
+                                      m[c["best_latent"]].to_numpy(), c["best_latent"],
+                                      c["rho_best_latent"], c["rho_n_map"])
+                        for k, c in comps.items() if c["best_latent"]]
         save(F.fig_truth_recovery(m["z1"].to_numpy(), m["log1p_delta_map"].to_numpy(), rho,
-                                  truth_label="log1p_delta_map"), TRUTH_FIGURE)
+                                  truth_label="log1p_delta_map", moments=truth_panels,
+                                  moments_note=(
+                                      f"acceptance: dipole |ρ| ≥ {aniso['min_abs_rho_latent']},"
+                                      f" N_map |ρ| < {aniso['max_abs_rho_count']} for all: "
+                                      + ("pass" if aniso["pass"] else "fail"))),
+             TRUTH_FIGURE)
     log.info("wrote %d figure files to %s", len(written), out)
     return written

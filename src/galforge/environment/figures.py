@@ -17,7 +17,9 @@ fig_latent_traversals       Fig 5: decoded rate maps along each latent    K·V +
 fig_latents_vs_parameters   Figs 3, 4: latents vs parameters (hexbin)     K·C + 1
 fig_correlation_heatmaps    Fig 6: Spearman ρ and normalised MI           4 (2 maps + 2 cbars)
 fig_kl_spectrum             mean KL per ranked latent                     1
-fig_truth_recovery          mock: top latent vs planted true density      2 (panel + cbar)
+fig_latents_vs_moments      latents vs the maps' dipole and quadrupole    2 + 4 + 1
+fig_truth_recovery          mock: top latent vs planted true density      2 (panel + cbar),
+                            (+ the planted field moments)                 2 + 4 + 1 with them
 ==========================  ============================================  =====================
 
 The training-loss figure is the shared :func:`galforge.figures.training.fig_loss_curves`.
@@ -45,11 +47,12 @@ import functools
 import math
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 from matplotlib import colors as mcolors
+from matplotlib import patches as mpatches
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
@@ -80,6 +83,8 @@ __all__ = [
     "fig_correlation_heatmaps",
     "fig_kl_spectrum",
     "fig_truth_recovery",
+    "fig_latents_vs_moments",
+    "MomentPanel",
 ]
 
 #: Speed of light [km/s] (same value as :data:`galforge.cosmology.C_KMS`).
@@ -688,6 +693,48 @@ def fig_kl_spectrum(kl_sorted: Any, *, threshold: float = 0.01) -> Figure:
     return fig
 
 
+class MomentPanel(NamedTuple):
+    """One moment panel: a latent (y) against a dipole or quadrupole component (x)."""
+
+    moment: str  #: the component's name (``dipole_cos``, ...; the x label)
+    x: Any  #: the component per target
+    latent: Any  #: the latent per target
+    latent_name: str  #: e.g. ``z2``
+    rho: float  #: Spearman ρ of the two (the caller's)
+    rho_count: float  #: Spearman ρ of the map count with the component (the caller's)
+
+
+#: Axis labels of the moments (θ from east towards north, about the target).
+MOMENT_SYMBOLS: dict[str, str] = {
+    "dipole_cos": r"$\langle\cos\theta\rangle$",
+    "dipole_sin": r"$\langle\sin\theta\rangle$",
+    "quad_cos": r"$\langle\cos 2\theta\rangle$",
+    "quad_sin": r"$\langle\sin 2\theta\rangle$",
+}
+
+
+def _moment_grid(fig: Any, panels: Sequence[MomentPanel], gridsize: int, prefix: str) -> None:
+    """A 2×2 grid of log hexbins, latent against moment, one shared colourbar."""
+    axes = fig.subplots(2, 2, squeeze=False).ravel()
+    norm = mcolors.LogNorm(1.0, 10.0)
+    hbs = []
+    for ax, p in zip(axes, panels, strict=False):
+        x, y = _finite_pairs(p.x, p.latent)
+        hbs.append(_hexbin(ax, x, y, gridsize, norm))
+        ax.set_xlabel(f"{prefix}{MOMENT_SYMBOLS.get(p.moment, p.moment)}", fontsize=7.5)
+        ax.set_ylabel(p.latent_name, fontsize=7.5)
+        ax.tick_params(labelsize=6.5)
+        rho = fmt_signed(float(p.rho)) if np.isfinite(p.rho) else "n/a"
+        cnt = fmt_signed(float(p.rho_count)) if np.isfinite(p.rho_count) else "n/a"
+        ax.set_title(rf"$\rho$={rho}   $N_\mathrm{{map}}$: $\rho$={cnt}", fontsize=6.5, pad=2)
+    for ax in axes[len(panels):]:
+        ax.set_axis_off()
+    if hbs:
+        _share_hex_clim(hbs)
+        cb = fig.colorbar(hbs[0], ax=axes.tolist(), shrink=0.8, pad=0.02, aspect=30)
+        cb.set_label("galaxies per hexagon", fontsize=7)
+
+
 def fig_truth_recovery(
     latent: Any,
     truth: Any,
@@ -696,17 +743,26 @@ def fig_truth_recovery(
     truth_label: str = r"$\log_{10}(1+\delta_s)$, true",
     latent_label: str = "z1",
     gridsize: int = 45,
+    moments: Sequence[MomentPanel] = (),
+    moments_note: str = "",
 ) -> Figure:
     """Mock universe: the top latent against the planted true local density.
 
     Log hexbin of (``truth``, ``latent``) (non-finite pairs dropped), running median with
     16/84th percentiles, and ``ρ = rho`` (the caller's Spearman ρ) printed on the panel.
-    Two axes (panel + colourbar).
+    Two axes (panel + colourbar). With ``moments`` (up to four :class:`MomentPanel`: the
+    planted dipole and quadrupole of the true field, each against the latent after z1
+    that tracks it best), a 2×2 grid of them is added on the right, each titled with its
+    ρ and the map count's ρ, ``moments_note`` (e.g. the acceptance) under its title:
+    2 + 4 + 1 axes.
     """
     x, y = _finite_pairs(truth, latent)
     with style():
-        fig = new_figure(figsize=(3.5, 2.9), layout="constrained")
-        ax = fig.add_subplot()
+        fig = new_figure(figsize=(7.2 if moments else 3.5, 2.9 if not moments else 3.6),
+                         layout="constrained")
+        left, right = (fig.subfigures(1, 2, width_ratios=[1.0, 1.25]) if moments
+                       else (fig, None))
+        ax = left.add_subplot()
         hb = _hexbin(ax, x, y, gridsize, mcolors.LogNorm(1.0, 10.0))
         _share_hex_clim([hb])
         _median_curve(ax, x, y, 15, label=True)
@@ -716,6 +772,52 @@ def fig_truth_recovery(
         _text_box(ax, rf"Spearman $\rho$ = {rho_s}" + f"\nN = {x.size}", "upper left", 7.5)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="lower right", fontsize=7)
-        cb = fig.colorbar(hb, ax=ax, pad=0.02)
+        cb = left.colorbar(hb, ax=ax, pad=0.02)
         cb.set_label("galaxies per hexagon")
+        if right is not None:
+            _moment_grid(right, moments, 30, "true field ")
+            right.suptitle("planted anisotropy: field moments vs latents after z1"
+                           + (f"\n{moments_note}" if moments_note else ""), fontsize=8)
+    return fig
+
+
+def fig_latents_vs_moments(table: pd.DataFrame, panels: Sequence[MomentPanel], *,
+                           n_latents: int = 12, gridsize: int = 30) -> Figure:
+    """The latents that follow the maps' own dipole and quadrupole moments (any source).
+
+    Left: heat map of Spearman ρ (``table``: :func:`galforge.environment.anisotropy.
+    latents_vs_moments`) of the top ``n_latents`` ranked latents and, in the last row, the
+    map count against each moment (columns); the latent after z1 with the largest |ρ| of
+    each column is outlined. Right: ``panels`` (:class:`MomentPanel`, up to four), that
+    latent against the moment, log hexbins with one colourbar. 2 + 4 + 1 axes.
+    """
+    need = {"moment", "variable", "latent", "rho"}
+    if not need <= set(table.columns):
+        raise ValueError(f"table lacks columns {sorted(need - set(table.columns))}")
+    moments = list(dict.fromkeys(str(m) for m in table["moment"]))
+    k = min(int(n_latents), int(table["latent"].max()))
+    rows = [*(f"z{r + 1}" for r in range(k)), "n_map"]
+    rho = pivot_matrix(table.assign(variable=table["variable"].astype(str)), "variable",
+                       "moment", "rho", rows, moments)
+    with style():
+        fig = new_figure(figsize=(7.2, max(3.6, 0.24 * len(rows) + 1.2)), layout="constrained")
+        left, right = fig.subfigures(1, 2, width_ratios=[1.0, 1.35])
+        ax = left.add_subplot()
+        im = heatmap(ax, rho, cmap="RdBu_r", norm=mcolors.Normalize(-1.0, 1.0),
+                     xlabels=[MOMENT_SYMBOLS.get(m, m) for m in moments], ylabels=rows,
+                     bad="0.9", rotation=45)
+        annotate_cells(ax, im, rho, lambda i, j, v: fmt_signed(v), fontsize=6)
+        later = np.abs(rho[1:k])
+        for j in range(len(moments)):
+            col = later[:, j]
+            if col.size and np.isfinite(col).any():
+                i = 1 + int(np.nanargmax(col))
+                ax.add_patch(mpatches.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False,
+                                                lw=1.6, ec="k"))
+        ax.axhline(k - 0.5, color="k", lw=0.8)
+        ax.set_ylabel("latent (ranked by KL); map count")
+        ax.set_title(r"Spearman $\rho$ with the maps' moments", fontsize=8)
+        left.colorbar(im, ax=ax, shrink=0.8, pad=0.02)
+        _moment_grid(right, panels, gridsize, "map ")
+        right.suptitle("best latent after z1 per moment", fontsize=8)
     return fig

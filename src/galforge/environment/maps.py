@@ -569,6 +569,22 @@ def read_maps(
     return out
 
 
+def iter_maps(path: str | Path, chunk: int = 2048) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The maps of a file written by :func:`write_maps`, ``(ids, maps)`` ``chunk`` maps at a
+    time in file order (memory bounded by one chunk); :class:`~galforge.io.InputError` on a
+    file that is not a maps file."""
+    import h5py
+
+    path = Path(path)
+    try:
+        with h5py.File(path, "r") as f:
+            ids, maps = f["ids"], f["maps"]
+            for a in range(0, len(ids), chunk):
+                yield ids[a : a + chunk], maps[a : a + chunk]
+    except (OSError, KeyError) as exc:
+        raise InputError(f"{path}: not a galforge maps file ({exc})") from None
+
+
 def read_maps_file(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """The maps and their target ids, at least 10 of them (what training needs): :func:`read_maps`."""
     out = read_maps(path, min_maps=10)

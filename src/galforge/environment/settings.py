@@ -321,7 +321,12 @@ class EnvironmentSettings(Settings):
     """Environment study (Gim, Moon, Yoon) - VAE on neighbour-count maps."""
 
     #: The model's map size is the maps' (set from it when unset).
-    ties: ClassVar[tuple[tuple[str, str], ...]] = (("model.npix", "maps.npix"),)
+    #: The mock's planted field moments cover the maps' square and velocity window.
+    ties: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("model.npix", "maps.npix"),
+        ("mock.map_size_mpc", "maps.size_mpc"),
+        ("mock.map_dv_kms", "maps.dv_kms"),
+    )
 
 
     catalog: CatalogSettings = gs.section(CatalogSettings)

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from galforge.io import write_json
+from galforge.io import InputError, write_json
 
 if TYPE_CHECKING:  # pragma: no cover
     from galforge.cosmology import Cosmology
@@ -86,10 +86,13 @@ def maps(catalog_path: PathLike, maps_out: PathLike, params_out: PathLike, repor
          catalog: CatalogSettings, maps: MapSettings, footprint: FootprintSettings,
          envparams: EnvParamsSettings, cosmology: Cosmology, progress: bool = True) -> dict[str, Any]:
     """Neighbour-count maps and environment parameters of every target inside the survey."""
+    import numpy as np
+
+    from galforge.environment.anisotropy import map_moments, moment_frame
     from galforge.environment.catalog import read_catalog
     from galforge.environment.envparams import compute_envparams, write_envparams
     from galforge.environment.footprint import build_footprint, select_targets
-    from galforge.environment.maps import write_maps
+    from galforge.environment.maps import iter_maps, write_maps
 
     cat = read_catalog(catalog_path)
     ra, dec, z, ids = (cat[c].to_numpy() for c in ("ra", "dec", "z", "id"))
@@ -100,6 +103,13 @@ def maps(catalog_path: PathLike, maps_out: PathLike, params_out: PathLike, repor
     summary = write_maps(maps_out, ra, dec, z, ids, targets, maps, cosmology, progress=progress)
     params = compute_envparams(ra, dec, z, ids, targets, envparams, maps, cosmology,
                                progress=progress)
+    # the maps' own dipole and quadrupole moments, read back from the file just written
+    ids_read, moments = [], []
+    for chunk_ids, chunk_maps in iter_maps(maps_out):
+        ids_read.append(chunk_ids)
+        moments.append(map_moments(chunk_maps))
+    moments = moment_frame(np.concatenate(ids_read), np.concatenate(moments))
+    params = params.merge(moments, on="id", how="left", validate="one_to_one")
     write_envparams(params, params_out)
     # the report holds no timings or paths, so reruns give identical files
     report = {**report, "n_neighbours": summary["n_neighbours"]}
@@ -141,10 +151,12 @@ def latents(model: PathLike, maps: PathLike, out: PathLike, kl: PathLike) -> Non
 
 
 def stats(latents: PathLike, envparams: PathLike, catalog: PathLike, *, env_table: PathLike,
-          env_table_md: PathLike, prop_table: PathLike, prop_table_md: PathLike, truth_report: PathLike,
+          env_table_md: PathLike, prop_table: PathLike, prop_table_md: PathLike,
+          moments_table: PathLike, moments_table_md: PathLike, truth_report: PathLike,
           settings: StatsSettings, seed: int, source: str,
           truth: PathLike | None = None) -> dict[str, Any]:
-    """Spearman, shuffle-normalised MI and KS between latents and parameters (and the
+    """Spearman, shuffle-normalised MI and KS between latents and parameters; every latent
+    ranked by its Spearman rho with the maps' dipole and quadrupole moments (and the
     planted-truth recovery on the mock)."""
     import pandas as pd
 
@@ -154,45 +166,54 @@ def stats(latents: PathLike, envparams: PathLike, catalog: PathLike, *, env_tabl
         statistics_tables,
         truth_recovery,
     )
+    from galforge.environment.anisotropy import MOMENT_NAMES, latents_vs_moments
     from galforge.environment.catalog import read_catalog
     from galforge.environment.envparams import read_envparams
     from galforge.stats import write_tables
 
-    joined = join_tables(read_latents(latents), read_envparams(envparams),
-                         read_catalog(catalog))
+    params = read_envparams(envparams)
+    missing = [c for c in MOMENT_NAMES if c not in params]
+    if missing:
+        raise InputError(f"{envparams}: no map moments {missing} (written by an older maps "
+                         "step: run it again)")
+    joined = join_tables(read_latents(latents), params, read_catalog(catalog))
     env, gal = statistics_tables(joined, settings, seed=seed)
     write_tables(env, env_table, env_table_md)
     write_tables(gal, prop_table, prop_table_md)
+    write_tables(latents_vs_moments(joined), moments_table, moments_table_md)
     recovery: dict[str, Any] = {"source": source}
     if truth:
         recovery.update(truth_recovery(joined, pd.read_parquet(truth), settings.n_latents))
-        log.info("planted truth: |rho(z1, density)| = %.3f; signs recovered: %s",
-                 recovery["top_latent_abs_rho_density_map"], recovery["all_signs_recovered"])
+        log.info("planted truth: |rho(z1, density)| = %.3f; signs recovered: %s; "
+                 "field moments recovered by a later latent: %s (n_map blind: %s)",
+                 recovery["top_latent_abs_rho_density_map"], recovery["all_signs_recovered"],
+                 recovery["anisotropy"]["recovered"], recovery["anisotropy"]["count_blind"])
     write_json(recovery, truth_report)
     return recovery
 
 
-def parity(env_table: PathLike, truth_report: PathLike, *, out_csv: PathLike, out_md: PathLike,
-           out_html: PathLike, source: str) -> Any:
+def parity(env_table: PathLike, truth_report: PathLike, *, moments_table: PathLike,
+           out_csv: PathLike, out_md: PathLike, out_html: PathLike, source: str) -> Any:
     """The paper's headline numbers beside ours (``tables/parity.*``), from the tables of
     the stats step; the HTML copy is the report's."""
     from galforge.environment.parity import TITLE, parity_from_files
     from galforge.parity import write_parity
 
-    table = parity_from_files(env_table, truth_report, source=source)
+    table = parity_from_files(env_table, truth_report, moments_table, source=source)
     write_parity(table, out_csv, out_md, out_html, title=TITLE)
     log.info("parity table: %d rows", len(table))
     return table
 
 
 def figures(*, catalog: PathLike, maps: PathLike, model: PathLike, latents: PathLike, kl: PathLike,
-            envparams: PathLike, env_table: PathLike, prop_table: PathLike, metrics: PathLike,
-            outdir: PathLike, cfg: dict[str, Any], truth: PathLike | None = None) -> list[Path]:
+            envparams: PathLike, env_table: PathLike, prop_table: PathLike,
+            moments_table: PathLike, metrics: PathLike, outdir: PathLike, cfg: dict[str, Any],
+            truth: PathLike | None = None) -> list[Path]:
     """Every figure of the study (PDF + PNG, stamped with the provenance of ``cfg``)."""
     from galforge.environment.figure_set import make_figures
 
     return make_figures(
         catalog=catalog, maps=maps, model=model, latents=latents, kl=kl, envparams=envparams,
-        env_table=env_table, prop_table=prop_table, metrics=metrics, truth=truth,
-        outdir=outdir, cfg=cfg,
+        env_table=env_table, prop_table=prop_table, moments_table=moments_table,
+        metrics=metrics, truth=truth, outdir=outdir, cfg=cfg,
     )

@@ -57,6 +57,22 @@ True local density
     model's latents are checked. (On the demo mock, the maps' total counts have
     Spearman ρ = 0.92 with it, and 0.78 with the 2 h⁻¹Mpc density.)
 
+Planted anisotropy (what the maps' total count does not carry)
+    ``field_dipole_cos``, ``field_dipole_sin``, ``field_quad_cos``,
+    ``field_quad_sin``: :func:`azimuthal_moments` of the true density about each
+    galaxy, the same definition the environment study applies to its maps. The
+    real-space field smoothed with ``smoothing_radius`` is projected along the line
+    of sight over the map's velocity window, ``±map_dv_kms (1 + z)/H(z)`` in comoving
+    distance about the galaxy's true position, on the disc of radius
+    ``map_size_mpc / 2`` in the tangent plane (x east, y north, as the maps), sampled
+    at :data:`FIELD_MOMENT_SAMPLES` ring × angle × line-of-sight midpoints (4 × 12 × 8;
+    finer sampling, 5 × 16 × 9, changes no value by more than 0.003 on the demo
+    mock). Written only when ``map_size_mpc`` and ``map_dv_kms`` are set (the
+    environment study ties them to ``environment.maps``); they take no random numbers,
+    so the catalogue does not change with them. By symmetry the map's count is blind
+    to them (demo mock, seed 42: |ρ| ≤ 0.105 with each), while the maps' own measured
+    moments track them (ρ = 0.80, 0.78, 0.59, 0.57) and so can an encoder of the maps.
+
 Luminosities (Blanton et al. 2003, ApJ 592, 819, ``^{0.1}r``: applied here to
 z = 0 r-band magnitudes, no evolution)
     Schechter ``φ* = phi_star`` [1.49e-2 h³Mpc⁻³], ``M* = m_star`` [-20.44],
@@ -139,8 +155,11 @@ from galforge.photometry import absolute_mag_r, apparent_mag_r
 log = logging.getLogger("galforge.mock")
 
 __all__ = [
+    "MOMENT_NAMES",
     "MockEnvironmentSettings",
     "VOLUME_LIMIT",
+    "azimuthal_moments",
+    "field_moments",
     "generate_environment_mock",
     "write_environment_mock",
     "schechter_density",
@@ -194,6 +213,90 @@ def dust_map_r(
     dec_r = np.radians(np.asarray(dec, dtype=float))
     s = 0.5 * (1.0 + np.cos(3.0 * dec_r)) * (0.8 + 0.2 * np.sin(2.0 * ra_r))
     return a_min + (a_max - a_min) * s
+
+
+#: The azimuthal moments of :func:`azimuthal_moments`, in order: dipole (cos θ, sin θ)
+#: and quadrupole (cos 2θ, sin 2θ), θ the position angle from east (x) towards north (y).
+MOMENT_NAMES: tuple[str, ...] = ("dipole_cos", "dipole_sin", "quad_cos", "quad_sin")
+
+
+def azimuthal_moments(weights: Any, x: Any, y: Any) -> np.ndarray:
+    """Normalised azimuthal moments of ``weights`` at offsets ``(x, y)`` about the origin.
+
+    The one definition shared by the environment study's neighbour-count maps
+    (:func:`galforge.environment.anisotropy.map_moments`) and this mock's planted
+    truth (:func:`field_moments`): with ``θ = atan2(y, x)`` (x east, y north),
+
+        (Σ w cos θ, Σ w sin θ, Σ w cos 2θ, Σ w sin 2θ) / Σ w,
+
+    the dipole and quadrupole of :data:`MOMENT_NAMES`. Dividing by the total makes them
+    shape and orientation, not amplitude: scaling the weights leaves them unchanged,
+    each lies in [-1, 1], and all four are 0 for weights symmetric under a 90° rotation.
+    A point at the origin (the target itself) has no angle and is left out of both
+    sums. ``weights``: shape ``(..., P)``, non-negative; ``x``, ``y``: shape ``(P,)``.
+    Returns shape ``(..., 4)``; NaN where the weights (off the origin) sum to 0.
+    """
+    w = np.asarray(weights, dtype=np.float64)
+    x = np.asarray(x, dtype=np.float64).ravel()
+    y = np.asarray(y, dtype=np.float64).ravel()
+    if x.shape != y.shape or w.shape[-1:] != x.shape:
+        raise ValueError(f"weights {w.shape} and offsets {x.shape}, {y.shape} do not match")
+    r2 = x * x + y * y
+    off = r2 > 0
+    r = np.sqrt(r2, where=off, out=np.ones_like(r2))
+    basis = np.stack([off * 1.0, x / r, y / r, (x * x - y * y) / r**2, 2 * x * y / r**2],
+                     axis=1) * off[:, None]
+    sums = w @ basis
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(sums[..., :1] > 0, sums[..., 1:] / sums[..., :1], np.nan)
+
+
+def _tangent_basis(pos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Unit vectors at each position: the line of sight, local east (RA increasing), north."""
+    chi = np.sqrt(np.sum(pos * pos, axis=1))
+    t = pos / chi[:, None]
+    rho = np.maximum(np.hypot(pos[:, 0], pos[:, 1]), 1e-30)
+    e = np.stack([-pos[:, 1] / rho, pos[:, 0] / rho, np.zeros(len(pos))], axis=1)
+    return t, e, np.cross(t, e)
+
+
+#: Sampling of the cylinder of :func:`field_moments`: rings, position angles and
+#: line-of-sight points (a 2 h⁻¹Mpc-smoothed field is sampled every ≲ 2.6 h⁻¹Mpc;
+#: 5 × 16 × 9 points change no moment by more than 0.003 on the demo mock, at twice
+#: the cost: 4.7 s instead of 2.1 s for its 19.5k galaxies, 2 shared cores).
+FIELD_MOMENT_SAMPLES = (4, 12, 8)
+
+
+def field_moments(
+    field: np.ndarray, grid: ln.BoxGrid, pos: np.ndarray, *, radius: float,
+    half_depth: np.ndarray, samples: tuple[int, int, int] = FIELD_MOMENT_SAMPLES,
+    chunk: int = 2048,
+) -> np.ndarray:
+    """:func:`azimuthal_moments` of the continuous density ``1 + field`` about each position.
+
+    The field is projected along the line of sight over ``±half_depth`` (per position,
+    h⁻¹Mpc) on the disc of ``radius`` in the tangent plane (x east, y north, as the
+    maps), sampled on ``samples = (rings, angles, line-of-sight points)`` midpoints with
+    trilinear interpolation, each ring weighted by its area. Returns shape ``(n, 4)``.
+    """
+    n_r, n_t, n_l = samples
+    r = (np.arange(n_r) + 0.5) * radius / n_r
+    th = (np.arange(n_t) + 0.5) * 2.0 * np.pi / n_t
+    rr, tt = np.meshgrid(r, th, indexing="ij")
+    px, py = (rr * np.cos(tt)).ravel(), (rr * np.sin(tt)).ravel()
+    area = rr.ravel()
+    s = (np.arange(n_l) + 0.5) / n_l * 2.0 - 1.0
+    out = np.empty((len(pos), len(MOMENT_NAMES)))
+    for a in range(0, len(pos), chunk):
+        p = pos[a : a + chunk]
+        t, e, nv = _tangent_basis(p)
+        los = s[None, :, None] * np.asarray(half_depth)[a : a + chunk, None, None] * t[:, None]
+        plane = px[:, None] * e[:, None] + py[:, None] * nv[:, None]  # (m, P, 3)
+        pts = p[:, None, None] + los[:, :, None] + plane[:, None]  # (m, L, P, 3)
+        rho = ln.trilinear(field, grid, pts.reshape(-1, 3)).reshape(len(p), n_l, -1)
+        proj = np.maximum(1.0 + rho, 0.0).sum(axis=1)
+        out[a : a + chunk] = azimuthal_moments(proj * area, px, py)
+    return out
 
 
 def _sky_to_cart(ra: np.ndarray, dec: np.ndarray, chi: np.ndarray) -> np.ndarray:
@@ -411,9 +514,8 @@ def generate_environment_mock(
     )
 
     # true local density
-    smooth = ln.smooth_gaussian(delta, grid, s.smoothing_radius)
-    one_plus = np.maximum(1.0 + ln.trilinear(smooth, grid, pos), 1e-4)
-    del smooth
+    smooth_local = ln.smooth_gaussian(delta, grid, s.smoothing_radius)
+    one_plus = np.maximum(1.0 + ln.trilinear(smooth_local, grid, pos), 1e-4)
     log1p_delta = np.log10(one_plus)
     smooth = ln.smooth_gaussian(delta, grid, s.map_smoothing_radius)
     del delta
@@ -500,6 +602,16 @@ def generate_environment_mock(
         spec_id[order],
     )
     n = len(rows)
+    moments = None
+    if s.map_size_mpc is not None and s.map_dv_kms is not None:
+        t_m = time.perf_counter()
+        # the velocity window ±dv at the galaxy, in comoving distance: dv (1 + z) / H(z)
+        depth = s.map_dv_kms * (1.0 + z_cos[rows]) / hz[rows]
+        moments = field_moments(smooth_local, grid, pos[rows], radius=0.5 * s.map_size_mpc,
+                                half_depth=depth, samples=FIELD_MOMENT_SAMPLES)
+        log.info("environment mock: planted field moments of %d galaxies (%.1f s)", n,
+                 time.perf_counter() - t_m)
+    del smooth_local
     obj_id = _OBJID_BASE + np.cumsum(rng.integers(1, 50_000, n, dtype=np.int64))
     obj_id = obj_id[rng.permutation(n)]
 
@@ -558,6 +670,9 @@ def generate_environment_mock(
         "log_ssfr_true": log_ssfr[rows],
         "property_missing": missing[rows],
     }
+    if moments is not None:
+        for k, name in enumerate(MOMENT_NAMES):
+            truth[f"field_{name}"] = moments[:, k]
 
     # summary, incl. the pipeline's volume limit applied to the written columns
     zlo, zhi, mlim = VOLUME_LIMIT

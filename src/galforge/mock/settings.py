@@ -116,6 +116,16 @@ class MockEnvironmentSettings(Settings):
     map_smoothing_radius: float = number(
         5.0, "Gaussian smoothing of the map-scale true density [h^-1 Mpc]", lo=0.1, hi=50.0, lo_open=True
     )
+    map_size_mpc: float | None = number(
+        None, "side of the map square whose inscribed disc the planted field moments "
+        "cover [h^-1 Mpc] (null: none computed; the environment study sets it to "
+        "environment.maps.size_mpc)", lo=0.0, lo_open=True, optional=True
+    )
+    map_dv_kms: float | None = number(
+        None, "half width of the velocity window the planted field moments project over "
+        "[km/s] (null: none computed; the environment study sets it to "
+        "environment.maps.dv_kms)", lo=0.0, lo_open=True, optional=True
+    )
     # Quenching and properties
     q_alpha: float = number(2.0, "quenching logit per dex of (1+delta_s)", lo=-20.0, hi=20.0)
     q_x0: float = number(0.3, "density pivot of the quenching logit", lo=-3.0, hi=3.0)
