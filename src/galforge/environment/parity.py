@@ -49,7 +49,7 @@ PAPER: dict[str, PaperValue] = {
         "Latents after z1 that follow the maps' dipole and quadrupole moments (|Spearman ρ|)",
         "other latents represent various anisotropic and asymmetric structures oriented "
         "along different directions (qualitative)",
-        f"{_REF}, Fig 5 (latent traversals) and its discussion: the latents after the first"),
+        f"{_REF}, their discussion of the latents after the first"),
     "anisotropy_truth": PaperValue(
         "Planted dipole/quadrupole of the true field: best latent after z1 (|ρ|)",
         "n/a: no true field on the sky", "(planted truth: the mock only)"),
