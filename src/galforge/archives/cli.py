@@ -36,9 +36,24 @@ def _fetch_mpajhu(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     download(mpajhu_url(out.name), out, options=DownloadOptions(progress=not args.no_progress))
 
 
+def _mock_tng(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    """Write the mock TNG universe (size = the run's scale) with the run's seed."""
+    from galforge.mock.tng import write_mock_tng
+
+    mock = write_mock_tng(args.out, cfg["scale"], seed=cfg["seed"],
+                          snapshots=cfg["tng"]["snapshots"])
+    print(f"mock TNG universe: {mock.n_galaxies} galaxies in {mock.n_halos} haloes, "
+          f"snapshots {', '.join(map(str, mock.snapshots))}; base path {mock.base_path}")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the shared archive subcommands to the ``galforge`` parser."""
     add_command(sub, "fetch-mpajhu", _fetch_mpajhu,
                 "download one MPA-JHU DR7 catalogue file (named by --out's file name)",
                 {"out": "output path; its name is the release file name, e.g. "
                         "gal_info_dr7_v5_2.fit.gz"})
+    add_command(sub, "mock-tng", _mock_tng,
+                "write the mock TNG universe (the run's scale and seed, tng.snapshots) in "
+                "the layout of a local TNG copy",
+                {"out": "the simulation folder to create; its output/ is the tng.base_path "
+                        "illustris_python reads"})
