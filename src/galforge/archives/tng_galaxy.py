@@ -245,6 +245,8 @@ def make_galaxy(
             v = np.asarray(values)
             if keep is not None:
                 v = v[keep]
+            if v.size == 0 and name in ("Coordinates", "Velocities", "BirthPos", "BirthVel"):
+                v = v.reshape(0, 3)
             a_attr = attrs.get(ptype, {}).get(name, {})
             here = f"{where}: {ptype}/{name}"
             if name == "Coordinates":
