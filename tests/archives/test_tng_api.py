@@ -13,6 +13,7 @@ import illustris_python as il
 import numpy as np
 import pytest
 
+from conftest import shared_data_path
 from galforge.archives.download import (
     ChecksumError,
     CredentialError,
@@ -25,6 +26,7 @@ from galforge.archives.testserver import FaultServer, Reply
 from galforge.archives.tng import TNGClient, parse_checksums, search_params
 from galforge.archives.tng_fetch import ApiTNG, field_set_name, shard_ids
 from galforge.archives.tng_galaxy import DEFAULT_FIELDS, field_request
+from galforge.archives.tng_layout import attribute_kinds
 from galforge.archives.tng_local import LocalTNG
 from galforge.archives.tng_replay import TNGReplay
 from galforge.io import InputError
@@ -320,3 +322,29 @@ def test_fetch_command_writes_a_manifest_of_one_shard(replay, tmp_path: Path, ca
                  str(bad), "--no-progress"]) == 2
     assert not bad.exists() and "HTTP 404" in capsys.readouterr().err
     assert DEFAULT_FIELDS["stars"][0] == "Coordinates"
+
+
+@pytest.mark.archive
+def test_replayed_cutouts_copy_the_real_cutout_header(replay, api: ApiTNG) -> None:
+    real = shared_data_path("tng/stars_565261.hdf5")
+    path = api.fetch([0])[0]
+
+    with h5py.File(real) as r, h5py.File(path) as m:
+        assert attribute_kinds(m["Header"].attrs) == attribute_kinds(r["Header"].attrs)
+        for k in m["PartType4"]:
+            if k in r["PartType4"]:
+                assert m["PartType4"][k].dtype == r["PartType4"][k].dtype, k
+                assert dict(m["PartType4"][k].attrs) == dict(r["PartType4"][k].attrs), k
+
+
+def test_server_file_names_are_sanitised(replay, tmp_path: Path) -> None:
+    client = _client(replay)
+    replay.server.add(f"/api/{SIM}/files/groupcat-99/", b"\x89HDF\r\n\x1a\n" + b"x" * 100,
+                      require_headers={"api-key": KEY},
+                      content_disposition='attachment; filename="../../etc/evil.hdf5"')
+    folder = tmp_path / "fields"
+    folder.mkdir()
+    out = client.download(client.groupcat_field_request(SIM, 99, "Subhalo", "SubhaloMass",
+                                                        folder))
+    assert out == folder.resolve() / "evil.hdf5"
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["evil.hdf5", "fields"]

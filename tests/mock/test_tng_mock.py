@@ -327,20 +327,12 @@ def test_large_scale_wgp_comes_from_the_planted_tidal_alignment() -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def _attr_kinds(attrs) -> dict[str, str]:
-    out = {}
-    for k, v in attrs.items():
-        a = np.asarray(v)
-        out[k] = "S" if a.dtype.kind in "SO" else f"{a.dtype.str}{list(a.shape)}"
-    return out
-
-
 @pytest.mark.archive
 def test_groupcat_layout_copies_the_real_chunks(mock) -> None:
     real = shared_data_path("tng/fof_subhalo_tab_099.88.hdf5")
     empty = shared_data_path("tng/fof_subhalo_tab_099.1.hdf5")
     with h5py.File(real) as r, h5py.File(lay.groupcat_path(mock.base_path, 99, 0)) as m:
-        assert _attr_kinds(m["Header"].attrs) == _attr_kinds(r["Header"].attrs)
+        assert lay.attribute_kinds(m["Header"].attrs) == lay.attribute_kinds(r["Header"].attrs)
         for g in ("Group", "Subhalo"):
             want = {k: (r[g][k].dtype.str, r[g][k].shape[1:]) for k in r[g]}
             got = {k: (m[g][k].dtype.str, m[g][k].shape[1:]) for k in m[g]}
@@ -359,7 +351,7 @@ def test_groupcat_layout_copies_the_real_chunks(mock) -> None:
 def test_snapshot_layout_copies_the_real_chunk(mock) -> None:
     real = shared_data_path("tng/snap_2332.5.hdf5")
     with h5py.File(real) as r, h5py.File(lay.snapshot_path(mock.base_path, 99, 0)) as m:
-        assert _attr_kinds(m["Header"].attrs) == _attr_kinds(r["Header"].attrs)
+        assert lay.attribute_kinds(m["Header"].attrs) == lay.attribute_kinds(r["Header"].attrs)
         for t in ("PartType1", "PartType4"):
             assert set(m[t]) <= set(r[t])
             for k in m[t]:

@@ -17,8 +17,9 @@ particles, with each dataset's unit attributes and the snapshot header, to
 * ``InSitu`` (int8: 1 in-situ, 0 ex-situ) joined from the StellarAssembly catalog by
   ParticleID (:class:`InSituIndex`).
 
-Datasets without unit attributes (or with ``to_cgs = 0``: dimensionless) keep their
-raw values. Everything is float64 except IDs and flags.
+Dimensional fields come out as float64; datasets without unit attributes, or with
+``to_cgs = 0`` (dimensionless: metallicities, formation times, IDs), keep their raw
+values and dtype.
 """
 
 from __future__ import annotations

@@ -363,3 +363,16 @@ def scale_factor(t: np.ndarray | float, h: float = 0.6774, omega_m: float = 0.30
     t = np.asarray(t, dtype=np.float64)
     x = np.sinh(1.5 * h * math.sqrt(ol) * np.clip(t, 0.0, None) / HUBBLE_TIME_GYR)
     return (omega_m / ol) ** (1.0 / 3.0) * x ** (2.0 / 3.0)
+
+
+def attribute_kinds(attrs: object) -> dict[str, str]:
+    """An HDF5 attribute set's layout: name -> ``"str"`` (any string) or dtype and shape.
+
+    Two files with the same layout give the same result whatever the values (the tests
+    compare the mock's headers with the real files' this way).
+    """
+    out = {}
+    for key, value in dict(attrs).items():  # type: ignore[call-overload]
+        a = np.asarray(value)
+        out[key] = "str" if a.dtype.kind in "SOU" else f"{a.dtype.str}{list(a.shape)}"
+    return out

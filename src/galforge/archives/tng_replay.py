@@ -89,6 +89,7 @@ class TNGReplay:
         self._faults: dict[str, list[Any]] = {}
         self._lock = threading.Lock()
         self._catalog: dict[int, dict[str, np.ndarray]] = {}
+        self._halos: dict[tuple[str, int], np.ndarray] = {}
         self.server.add_handler("/api/", self._dispatch, methods=("GET", "HEAD"), prefix=True)
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -193,6 +194,12 @@ class TNGReplay:
             self._catalog[snap] = self.local[snap].subhalos(names)
         return self._catalog[snap]
 
+    def _first_sub(self, snap: int) -> np.ndarray:
+        key = ("GroupFirstSub", snap)
+        if key not in self._halos:
+            self._halos[key] = self.local[snap].halos(["GroupFirstSub"])["GroupFirstSub"]
+        return self._halos[key]
+
     def _value(self, snap: int, name: str) -> np.ndarray:
         field, col = SEARCH_FIELDS[name]
         v = self.catalog(snap)[field]
@@ -243,8 +250,7 @@ class TNGReplay:
             doc = {"id": sid, "snap": snap, "url": base,
                    "cutouts": {"subhalo": base + "cutout.hdf5"},
                    "trees": {"sublink_mpb": base + "sublink/mpb.hdf5"},
-                   "primary_flag": int(self.local[snap].halos(["GroupFirstSub"])["GroupFirstSub"]
-                                       [c["SubhaloGrNr"][sid]] == sid)}
+                   "primary_flag": int(self._first_sub(snap)[c["SubhaloGrNr"][sid]] == sid)}
             for name in SEARCH_FIELDS:
                 doc[name] = self._value(snap, name)[sid].item()
             for i, axis in enumerate("xyz"):

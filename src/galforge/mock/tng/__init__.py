@@ -57,10 +57,14 @@ What is planted (z = 0; TNG's cosmology h = 0.6774, Ωm = 0.3089, Ωb = 0.0486,
   realisations of the orientations, its standard error, the scatter of one realisation,
   and the value of the orientations written.
 
-Sizes (:data:`~galforge.mock.tng.settings.SIZES`, seed 42): ``tiny`` a 15 h⁻¹Mpc box with
-~170 galaxies (~9,000 star particles; written in seconds), ``demo`` a 40 h⁻¹Mpc box with
-~4,700 galaxies (~3,000 above 1e9 M☉, ~900 above 1e10), ``paper`` TNG100's 75 h⁻¹Mpc box
-with ~32,700 galaxies (~21,000 above 1e9 M☉, ~6,500 above 1e10; written only when asked).
+Sizes (:data:`~galforge.mock.tng.settings.SIZES`, seed 42): ``tiny`` a 15 h⁻¹Mpc box,
+175 galaxies in 93 haloes (55 above 1e10 M☉, 82 satellites; ~9,900 star and ~8,500 DM
+particles; written in about 2 s with two snapshots); ``demo`` a 40 h⁻¹Mpc box, 4,724
+galaxies (3,014 above 1e9 M☉, 885 above 1e10, 50 above 1e11; 0.33 M star and 0.38 M DM
+particles; ~6 s per snapshot); ``paper`` TNG100's 75 h⁻¹Mpc box, 32,646 galaxies (20,994
+above 1e9 M☉, 6,425 above 1e10, 480 above 1e11; 4.5 M star and 5.3 M DM particles;
+written only when asked). The mean ex-situ fraction is 0.22 above 1e10 M☉ and 0.43
+above 1e11 M☉.
 """
 
 from __future__ import annotations
