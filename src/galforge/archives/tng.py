@@ -6,6 +6,15 @@ the request is made (never stored in files, logs or error messages). Files
 (cutouts, merger-tree branches) go through :mod:`galforge.archives.download`,
 so they are resumed, retried, verified and written atomically.
 
+Beyond single requests the client searches subhaloes page by page
+(:meth:`TNGClient.search_subhalos`, following the answers' ``next`` links), fetches one
+group-catalog field for every object (:meth:`TNGClient.groupcat_field_request`:
+``files/groupcat-99/?Subhalo=SubhaloMassType``), finds the files of a file listing and
+its ``checksums/`` where one exists (:meth:`TNGClient.listing`, :meth:`TNGClient.checksums`),
+and the StellarAssembly catalog of a snapshot (:meth:`TNGClient.stellar_assembly_request`,
+discovered through ``files/``). :mod:`galforge.archives.tng_fetch` builds the cached,
+sharded API route to galaxies on it.
+
 Examples
 --------
 >>> client = TNGClient()                                      # doctest: +SKIP
@@ -29,6 +38,7 @@ from galforge.archives.download import (
     DownloadError,
     DownloadOptions,
     DownloadRequest,
+    HTTPStatusError,
     download_request,
     get_logger,
     request_with_retries,
@@ -40,6 +50,8 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "PARTICLE_TYPES",
     "TNGClient",
+    "parse_checksums",
+    "search_params",
     "download_cutout",
     "download_sublink_mpb",
     "get_json",
@@ -55,6 +67,9 @@ PARTICLE_TYPES = frozenset({"gas", "dm", "dmlowres", "tracers", "stars", "bhs"})
 LOGGER = get_logger()
 _SIM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _FIELD_NAME = re.compile(r"[A-Za-z0-9_]+")
+_FILTER = re.compile(r"[a-z][a-z0-9_]*?(__(gt|gte|lt|lte))?")
+#: Most subhaloes one search page may ask for.
+MAX_PAGE = 10000
 
 
 def _non_negative_int(value: Any, what: str) -> int:
@@ -108,6 +123,59 @@ def cutout_params(fields: Mapping[str, str | Sequence[str]] | None) -> dict[str,
             )
         params[ptype] = ",".join(names)
     return params
+
+
+def search_params(filters: Mapping[str, float] | None, limit: int = 100,
+                  order_by: str | None = None) -> dict[str, Any]:
+    """Query parameters of a subhalo search, e.g. ``{"mass_stars__gt": 1.0}`` (1e10 Msun/h).
+
+    Raises
+    ------
+    InputError
+        For a malformed filter name, a non-numeric value or a bad page size.
+    """
+    params: dict[str, Any] = {}
+    for key, value in (filters or {}).items():
+        if not isinstance(key, str) or not _FILTER.fullmatch(key) or key in ("limit", "offset"):
+            raise InputError(f"search filter {key!r}: use <field>[__gt|__gte|__lt|__lte], "
+                             "e.g. mass_stars__gt")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InputError(f"search filter {key} = {value!r} must be a number")
+        params[key] = value
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+        raise InputError(f"search page size {limit!r} must be an integer in 1..{MAX_PAGE}")
+    params["limit"] = limit
+    params["offset"] = 0
+    if order_by is not None:
+        if not _FILTER.fullmatch(order_by.lstrip("-")):
+            raise InputError(f"order_by {order_by!r}: a field name, '-' for descending")
+        params["order_by"] = order_by
+    return params
+
+
+def parse_checksums(text: str, source: str = "checksums") -> dict[str, str]:
+    """``md5sum``-style lines (``<hex>  <file name>``) as ``{name: "md5:<hex>"}``.
+
+    A 64-digit digest is taken as SHA-256. Blank lines and ``#`` comments are skipped.
+
+    Raises
+    ------
+    DownloadError
+        For a line that is not of that form.
+    """
+    out: dict[str, str] = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        digest, _, name = line.partition(" ")
+        name = name.strip().lstrip("*")
+        algo = {32: "md5", 64: "sha256"}.get(len(digest))
+        if algo is None or not re.fullmatch(r"[0-9a-fA-F]+", digest) or not name:
+            raise DownloadError(f"{source} line {n}: not '<md5 or sha256 hex>  <file name>': "
+                                f"{line[:80]!r}")
+        out[name.rsplit("/", 1)[-1]] = f"{algo}:{digest.lower()}"
+    return out
 
 
 class TNGClient:
@@ -207,6 +275,105 @@ class TNGClient:
     def subhalo(self, sim: str, snap: int, subhalo_id: int) -> dict[str, Any]:
         """Metadata of one subhalo (``.../subhalos/<id>/``)."""
         return dict(self.get_json(subhalo_path(sim, snap, subhalo_id)))
+
+    def search_subhalos(self, sim: str, snap: int, filters: Mapping[str, float] | None = None,
+                        *, limit: int = 100, order_by: str | None = None,
+                        max_pages: int = 100_000) -> list[dict[str, Any]]:
+        """Every subhalo matching ``filters``, page by page (``?mass_stars__gt=...&limit=``).
+
+        Follows each answer's ``next`` link until it is null and checks that the pages
+        hold ``count`` results in all.
+
+        Returns
+        -------
+        list of dict
+            The search results (``id``, ``url``, ... as the API gives them), in order.
+
+        Raises
+        ------
+        DownloadError
+            When an answer is not a search page, or the pages do not add up to ``count``.
+        """
+        path = subhalo_path(sim, snap, 0).rsplit("/0/", 1)[0] + "/"
+        page = self.get_json(path, search_params(filters, limit, order_by))
+        results: list[dict[str, Any]] = []
+        for _ in range(max_pages):
+            if not isinstance(page, dict) or not isinstance(page.get("results"), list) or \
+                    "count" not in page:
+                raise DownloadError(f"{self.url(path)}: not a subhalo search answer "
+                                    "(no count/results)", url=self.url(path))
+            results.extend(page["results"])
+            nxt = page.get("next")
+            if not nxt:
+                break
+            page = self.get_json(nxt)
+        else:
+            raise DownloadError(f"{self.url(path)}: more than {max_pages} result pages",
+                                url=self.url(path))
+        if len(results) != int(page["count"]):
+            raise DownloadError(f"{self.url(path)}: the pages hold {len(results)} results, the "
+                                f"answer says count = {page['count']}", url=self.url(path))
+        return results
+
+    def listing(self, path: str) -> dict[str, Any]:
+        """A file listing of the API (``{sim}/files/``, ``files/groupcat-99/``, ...) as JSON."""
+        data = self.get_json(path)
+        if not isinstance(data, dict):
+            raise DownloadError(f"{self.url(path)}: not a file listing", url=self.url(path))
+        return data
+
+    def checksums(self, listing: Mapping[str, Any]) -> dict[str, str]:
+        """The ``checksums`` of a file listing as ``{file name: "md5:<hex>"}``; ``{}`` where
+        the listing has none or its checksums endpoint does not exist (HTTP 404)."""
+        url = listing.get("checksums")
+        if not url:
+            return {}
+        try:
+            resp = request_with_retries("GET", self.url(url), headers={"Accept": "text/plain"},
+                                        headers_env=self.headers_env, options=self.options,
+                                        session=self.session)
+        except HTTPStatusError as exc:
+            if exc.status == 404:
+                return {}
+            raise
+        return parse_checksums(resp.text, source=self.url(url))
+
+    def groupcat_field_request(self, sim: str, snap: int, group: str, field: str,
+                               dest: str | os.PathLike[str], *, checksum: str | None = None
+                               ) -> DownloadRequest:
+        """One group-catalog field for every object: ``files/groupcat-SS/?Subhalo=<field>``."""
+        if group not in ("Group", "Subhalo") or not _FIELD_NAME.fullmatch(str(field)):
+            raise InputError(f"group-catalog field {group}/{field}: group 'Group' or 'Subhalo' "
+                             "and a field name like SubhaloMassType")
+        subhalo_path(sim, snap, 0)  # validates sim and snap
+        return self.file_request(f"{sim}/files/groupcat-{int(snap)}/", dest,
+                                 params={group: field}, checksum=checksum)
+
+    def stellar_assembly_request(self, sim: str, snap: int, kind: str,
+                                 dest: str | os.PathLike[str]) -> DownloadRequest:
+        """The StellarAssembly ``stars_SSS.hdf5`` or ``galaxies_SSS.hdf5`` of a snapshot.
+
+        Found through the simulation's ``files/`` listing (its ``stellar_assembly`` entry
+        and that listing's files), with the listing's checksum when it has one.
+
+        Raises
+        ------
+        DownloadError
+            When the API lists no stellar assembly catalog or not this file.
+        """
+        subhalo_path(sim, snap, 0)
+        if kind not in ("stars", "galaxies"):
+            raise InputError(f"stellar assembly file {kind!r}: 'stars' or 'galaxies'")
+        files = self.listing(f"{sim}/files/")
+        if "stellar_assembly" not in files:
+            raise DownloadError(f"{self.url(sim + '/files/')}: no stellar_assembly catalog "
+                                f"listed for {sim}")
+        listing = self.listing(files["stellar_assembly"])
+        name = f"{kind}_{int(snap):03d}.hdf5"
+        urls = [u for u in listing.get("files", []) if str(u).rstrip("/").endswith("/" + name)]
+        if not urls:
+            raise DownloadError(f"{self.url(files['stellar_assembly'])}: {name} not listed")
+        return self.file_request(urls[0], dest, checksum=self.checksums(listing).get(name))
 
     # -- files ----------------------------------------------------------------
     def file_request(
