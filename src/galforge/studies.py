@@ -83,6 +83,14 @@ REGISTRY: tuple[Study, ...] = (
         presets="galforge.spectra.presets:PRESETS",
         commands="galforge.spectra.cli:register",
     ),
+    Study(
+        name="exsitu",
+        title="Exsitu (Angeloudi et al.): ex-situ stellar-mass maps of TNG100 galaxies from "
+              "IFU-like maps",
+        settings="galforge.exsitu.settings:ExsituSettings",
+        presets="galforge.exsitu.presets:PRESETS",
+        commands="galforge.exsitu.cli:register",
+    ),
 )
 
 

@@ -1,0 +1,57 @@
+"""``galforge exsitu-*`` subcommands (one per workflow rule)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from galforge.commands import add_command
+from galforge.exsitu import steps
+from galforge.exsitu.settings import ExsituSettings
+
+
+def _settings(cfg: dict[str, Any]) -> ExsituSettings:
+    return ExsituSettings.from_dict(cfg["exsitu"])
+
+
+def _snapshots(cfg: dict[str, Any]) -> tuple[int, ...]:
+    return tuple(_settings(cfg).sample.snapshots)
+
+
+def _mock(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    steps.mock(args.out, _settings(cfg).mock, seed=cfg["seed"], snapshots=_snapshots(cfg))
+
+
+def _base_path(args: argparse.Namespace, cfg: dict[str, Any]) -> str:
+    base = args.base_path or cfg.get("tng", {}).get("base_path")
+    if not base:
+        from galforge.io import InputError
+        raise InputError("no TNG copy: pass --base-path or set tng.base_path")
+    return base
+
+
+def _sample(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    s = _settings(cfg)
+    steps.sample(_base_path(args, cfg), args.out, args.report, settings=s.sample,
+                 split=s.split, seed=cfg["seed"], truth=args.truth)
+
+
+def _maps(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    steps.make_maps(_base_path(args, cfg), args.sample, args.out, args.report,
+                    settings=_settings(cfg).maps, progress=not args.no_progress)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the exsitu subcommands to the ``galforge`` parser."""
+    add_command(sub, "exsitu-mock", _mock,
+                "write the mock TNG universe of the exsitu study (exsitu.mock, the run's seed, "
+                "exsitu.sample.snapshots)", {"out": "the simulation folder to create"})
+    common = {"base-path?": "a TNG copy's output/ folder (default: tng.base_path)"}
+    add_command(sub, "exsitu-sample", _sample,
+                "select the galaxies, their lines of sight and the galaxy-wise split",
+                {**common, "out": "sample table (Parquet)", "report": "summary JSON",
+                 "truth?": "the mock's truth.hdf5 (links one galaxy across snapshots)"})
+    add_command(sub, "exsitu-maps", _maps,
+                "the six preprocessed maps of every projection (chunked HDF5)",
+                {**common, "sample": "sample table (Parquet)", "out": "maps HDF5",
+                 "report": "timing JSON"})

@@ -1,0 +1,39 @@
+"""Scale presets of the exsitu study: overrides of the settings defaults.
+
+The mock: the shared TNG mock sizes (:data:`galforge.mock.tng.settings.SIZES`) with more
+star particles per galaxy (the shared sizes give ~100-600 stars to a 1e10-1e11 Msun galaxy,
+too few for maps: at 32 x 32 pixels under 20 % of the pixels hold a star) and, for the
+demo, a smaller box (25 h^-1 Mpc: 1,053 galaxies, ~9 s for both snapshots on 2 cores).
+The authors' empty-pixel rule (at most the 75th percentile of the occupied pixels' counts)
+leaves at most a quarter of the occupied pixels; it suits their 10^4-10^6 particles a
+galaxy, not the mock's 10^3, so tiny and demo keep pixels with at least 2 particles.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from galforge.mock.tng.settings import SIZES
+
+__all__ = ["PRESETS"]
+
+_SPARSE = {"count_percentile": None, "min_count": 1}
+
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "tiny": {
+        "mock": {**SIZES["tiny"], "stars_at_1e10": 300.0, "stars_max": 1500},
+        "sample": {"target_projections": 150},
+        "maps": {"npix": 16, **_SPARSE},
+    },
+    "demo": {
+        "mock": {**SIZES["demo"], "box_size": 25.0, "stars_at_1e10": 800.0, "stars_max": 8000,
+                 "stars_min": 50, "log_mstar_min": 9.5},
+        "sample": {"target_projections": 3000},
+        "maps": {"npix": 32, **_SPARSE},
+    },
+    "paper": {
+        "mock": {**SIZES["paper"], "stars_at_1e10": 2000.0, "stars_max": 50000},
+        "sample": {},
+        "maps": {},
+    },
+}

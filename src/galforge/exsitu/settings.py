@@ -1,0 +1,120 @@
+"""Every setting of the exsitu study (the ``exsitu:`` section of ``config.yaml``).
+
+One class per section on :class:`galforge.settings.Settings` (unknown keys rejected, every
+value range-checked before any job starts) and :class:`ExsituSettings`, the whole section.
+The dataclass defaults are the paper's choices (Angeloudi et al. 2024); the scale presets in
+:mod:`galforge.exsitu.presets` only override them. Torch-free: the configuration checker
+imports it cheaply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from galforge import settings as gs
+from galforge.mock.tng.settings import MockTNGSettings
+from galforge.settings import Settings, SettingsError
+
+__all__ = ["VIEW_COUNTS", "ExsituSettings", "MapSettings", "SampleSettings", "SplitSettings"]
+
+#: Lines of sight a galaxy may have: vertex sets of regular polyhedra (see
+#: :mod:`galforge.exsitu.views`).
+VIEW_COUNTS: tuple[int, ...] = (1, 2, 3, 4, 6, 8, 10, 12, 20)
+
+
+def _view_counts(v: object) -> tuple[int, ...]:
+    out = gs.numbers(None, integer=True, lo=1, hi=20, min_length=1,
+                     increasing=True).metadata["check"](v)
+    bad = [n for n in out if n not in VIEW_COUNTS]
+    if bad:
+        raise ValueError(f"= {bad[0]} is not a polyhedron vertex count "
+                         f"({', '.join(map(str, VIEW_COUNTS))})")
+    return out
+
+
+@dataclass(frozen=True)
+class SampleSettings(Settings):
+    """Which galaxies, at which snapshots, and how many lines of sight each."""
+
+    snapshots: tuple[int, ...] = gs.numbers(
+        (99, 91), "TNG snapshots the galaxies are taken from (99: z = 0, 91: z = 0.1).",
+        integer=True, lo=0, hi=99, min_length=1)
+    log_mstar_min: float = gs.number(
+        10.0, "Stellar-mass cut, log10 M* [Msun] (M* = SubhaloMassType[:, 4] 1e10 / h).",
+        lo=6.0, hi=13.0)
+    fex_max: float = gs.number(
+        0.85, "Galaxies with ex-situ fraction >= fex_max are dropped (the authors').",
+        lo=0.0, hi=1.0, lo_open=True)
+    min_stars: int = gs.integer(20, "Fewest star particles a galaxy needs.", lo=1)
+    max_galaxies: int | None = gs.integer(
+        None, "Keep at most this many galaxies per snapshot (the most massive; null = all).",
+        lo=1, optional=True)
+    view_counts: tuple[int, ...] = gs.value(
+        VIEW_COUNTS, _view_counts, {"type": "array", "items": {"type": "integer",
+                                                               "enum": list(VIEW_COUNTS)},
+                                    "minItems": 1},
+        "Allowed numbers of lines of sight per galaxy (polyhedron vertex counts).")
+    target_projections: int = gs.integer(
+        24248, "Projections the balanced set aims at (the authors' 24,248).", lo=1)
+    fex_bins: int = gs.integer(
+        10, "Bins of f_ex over [0, fex_max) that the views per galaxy balance.", lo=1, hi=100)
+
+
+@dataclass(frozen=True)
+class MapSettings(Settings):
+    """The six maps of each projection and the authors' preprocessing."""
+
+    npix: int = gs.integer(128, "Pixels per side.", lo=4, hi=1024)
+    extent_rhalf: float = gs.number(
+        2.0, "Half side of the map in stellar half-mass radii.", lo=0.0, lo_open=True)
+    count_percentile: float | None = gs.number(
+        75.0, "Pixels with at most max(this percentile of the occupied pixels' particle "
+        "counts, min_count) particles are empty (null: min_count only).",
+        lo=0.0, hi=100.0, optional=True)
+    min_count: int = gs.integer(2, "Floor of the empty-pixel threshold (particles).", lo=0)
+    v_clip: float = gs.number(
+        250.0, "Velocity maps clipped to +-min(|min|, |max|, v_clip) [km/s].", lo=0.0,
+        lo_open=True)
+    sigma_max: float = gs.number(350.0, "Dispersion maps clipped to <= sigma_max [km/s].",
+                                 lo=0.0, lo_open=True)
+    log_z_range: tuple[float, ...] = gs.numbers(
+        (-1.0, 1.0), "log10 Z/Zsun is clipped to this range.", length=2, increasing=True)
+    z_sun: float = gs.number(0.0127, "Solar metallicity (mass fraction).", lo=0.0, lo_open=True)
+    smooth_sigma: float = gs.number(
+        0.6, "Gaussian smoothing of the occupied pixels, sigma in pixels (0: none).", lo=0.0,
+        hi=10.0)
+    systemic_fraction: float = gs.number(
+        0.1, "The systemic velocity is the mass-weighted mean of this fraction of the most "
+        "bound stars.", lo=0.0, hi=1.0, lo_open=True)
+    h5_chunk: int = gs.integer(64, "Projections per HDF5 chunk.", lo=1, hi=4096)
+    compression: str | None = gs.choice("gzip", ("gzip", "lzf"),
+                                        "HDF5 filter of the maps (null = none).", optional=True)
+
+
+@dataclass(frozen=True)
+class SplitSettings(Settings):
+    """The galaxy-wise split, stratified by the number of views."""
+
+    train: float = gs.number(0.75, "Fraction of galaxies for training.", lo=0.0, hi=1.0,
+                             lo_open=True, hi_open=True)
+    val: float = gs.number(0.10, "Fraction for validation.", lo=0.0, hi=1.0, hi_open=True)
+    test: float = gs.number(0.15, "Fraction for the test set.", lo=0.0, hi=1.0, lo_open=True,
+                            hi_open=True)
+
+    def check(self) -> None:
+        if abs(self.train + self.val + self.test - 1.0) > 1e-9:
+            raise SettingsError("test", f"train + val + test = "
+                                f"{self.train + self.val + self.test:g} must be 1")
+
+
+@dataclass(frozen=True)
+class ExsituSettings(Settings):
+    """Exsitu study (Angeloudi et al. 2024) - ex-situ fraction maps from IFU-like maps."""
+
+    mock: MockTNGSettings = gs.section(
+        MockTNGSettings, "The mock TNG universe this study writes (source = mock; its scale "
+        "preset holds the mock size plus more star particles per galaxy, so that the maps "
+        "have occupied pixels).")
+    sample: SampleSettings = gs.section(SampleSettings)
+    maps: MapSettings = gs.section(MapSettings)
+    split: SplitSettings = gs.section(SplitSettings)

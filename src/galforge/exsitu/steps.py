@@ -1,0 +1,104 @@
+"""One function per workflow rule of the exsitu study (paths in, typed settings, outputs out)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from galforge.exsitu import maps as mp
+from galforge.exsitu import sample as sp
+from galforge.exsitu.settings import MapSettings, SampleSettings, SplitSettings
+from galforge.exsitu.views import polyhedron_vertices
+from galforge.io import InputError, read_parquet, write_json, write_parquet
+from galforge.mock.tng.settings import MockTNGSettings
+
+__all__ = ["make_maps", "mock", "sample"]
+
+PathLike = str | os.PathLike[str]
+SAMPLE_COLUMNS = ("snapshot", "subhalo_id", "galaxy_id", "log_mstar", "fex", "r_half_kpc",
+                  "n_views", "split")
+
+
+def mock(out: PathLike, settings: MockTNGSettings, *, seed: int,
+         snapshots: tuple[int, ...]) -> dict[str, Any]:
+    """Write the mock TNG universe the study reads (its own size: ``exsitu.mock``)."""
+    from galforge.mock.tng import write_mock_tng
+
+    m = write_mock_tng(out, settings, seed=seed, snapshots=snapshots)
+    print(f"mock TNG universe: {m.n_galaxies} galaxies, snapshots {m.snapshots}; "
+          f"base path {m.base_path}")
+    return {"n_galaxies": m.n_galaxies, "base_path": str(m.base_path)}
+
+
+def sample(base_path: PathLike, out: PathLike, report: PathLike, *, settings: SampleSettings,
+           split: SplitSettings, seed: int, truth: PathLike | None = None) -> pd.DataFrame:
+    """Select the galaxies, give each its views and its split; write the table (Parquet)."""
+    t = sp.select(base_path, settings)
+    if not len(t):
+        raise InputError(f"{base_path}: no galaxy passes the cuts (log M* > "
+                         f"{settings.log_mstar_min}, f_ex < {settings.fex_max})")
+    t["galaxy_id"] = sp.galaxy_ids(t, truth)
+    t["n_views"] = sp.balanced_views(t["fex"].to_numpy(), settings)
+    t["split"] = sp.split_galaxies(t["galaxy_id"], t["n_views"], split, seed)
+    t = t[list(SAMPLE_COLUMNS)]
+    write_parquet(t, out)
+    write_json({
+        "galaxies": int(t["galaxy_id"].nunique()), "rows": len(t),
+        "projections": int(t["n_views"].sum()),
+        "per_snapshot": {str(k): int(v) for k, v in t.groupby("snapshot").size().items()},
+        "views": {str(k): int(v) for k, v in t.groupby("n_views").size().items()},
+        "split_projections": {k: int(t.loc[t["split"] == k, "n_views"].sum())
+                              for k in sp.SPLITS},
+        "fex_variant": "StellarMassExSitu / StellarMassTotal (whole subhalo, not in-radius)",
+    }, report)
+    print(f"{t['galaxy_id'].nunique()} galaxies, {t['n_views'].sum()} projections")
+    return t
+
+
+def _projections(base_path: PathLike, t: pd.DataFrame, s: MapSettings, progress: bool
+                 ) -> Iterator[dict[str, Any]]:
+    from tqdm import tqdm
+
+    from galforge.archives.tng_local import LocalTNG
+
+    bar = tqdm(total=len(t), desc="galaxies", disable=not progress, mininterval=2)
+    for snap, rows in t.groupby("snapshot", sort=True):
+        rows = rows.sort_values("subhalo_id")
+        tng = LocalTNG(base_path, int(snap))
+        fields = {"stars": ("Coordinates", "Velocities", "Masses", "GFM_StellarFormationTime",
+                            "GFM_Metallicity", "ParticleIDs", "Potential")}
+        for r, gal in zip(rows.itertuples(), tng.iter_galaxies(rows["subhalo_id"], fields),
+                          strict=True):
+            p = mp.particles_of(gal, s.systemic_fraction)
+            raw, count = mp.raw_maps(p, polyhedron_vertices(int(r.n_views)),
+                                     s.extent_rhalf * r.r_half_kpc, s.npix, s.z_sun)
+            done = [mp.preprocess(raw[v], count[v], s) for v in range(len(raw))]
+            yield {"maps": np.stack([d[0] for d in done]),
+                   "masks": np.stack([d[1] for d in done]),
+                   "galaxy_id": r.galaxy_id, "snapshot": r.snapshot,
+                   "subhalo_id": r.subhalo_id, "view": np.arange(len(raw)),
+                   "n_views": r.n_views, "fex": r.fex, "log_mstar": r.log_mstar,
+                   "r_half_kpc": r.r_half_kpc, "split": r.split}
+            bar.update()
+    bar.close()
+
+
+def make_maps(base_path: PathLike, sample_in: PathLike, out: PathLike, report: PathLike, *,
+              settings: MapSettings, progress: bool = True) -> int:
+    """The six preprocessed maps of every projection of the sample, in one chunked HDF5."""
+    t = read_parquet(sample_in, "exsitu sample", SAMPLE_COLUMNS)
+    t0 = time.perf_counter()
+    n = mp.write_maps(out, _projections(base_path, t, settings, progress), settings.npix,
+                      settings, {"settings": str(settings.to_dict()),
+                                 "preprocessed": "before storage: empty pixels, clipping, "
+                                 "smoothing, fill + mask; scaling: at training"})
+    dt = time.perf_counter() - t0
+    write_json({"projections": n, "seconds": round(dt, 2),
+                "projections_per_second": round(n / max(dt, 1e-9), 1)}, report)
+    print(f"{n} projections in {dt:.1f} s")
+    return n

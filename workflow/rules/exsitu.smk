@@ -1,0 +1,87 @@
+# Exsitu study (Angeloudi et al., ML4PS 2024): TNG100 galaxies at z = 0 and 0.1 -> the
+# sample, its lines of sight and galaxy-wise split -> five observable maps and the ex-situ
+# map per projection (chunked HDF5). Model, flow, evaluation and figures: to come.
+
+
+# ---------------------------------------------------------------- this run's paths
+# (values, not functions: the configuration is fixed when the workflow is read)
+
+_EXSITU_MOCK = config["source"] == "mock"
+#: The TNG copy the study reads: the study's own mock, or tng.base_path (local route).
+EXSITU_BASE = res("exsitu", "mock/TNG100-1/output") if _EXSITU_MOCK else config["tng"]["base_path"]
+#: The mock's truth (links one galaxy across snapshots; mock runs only).
+EXSITU_TRUTH = {"truth": res("exsitu", "mock/TNG100-1/truth.hdf5")} if _EXSITU_MOCK else {}
+if study_enabled("exsitu") and not EXSITU_BASE:
+    raise WorkflowError("exsitu: source = archive needs tng.base_path (a local TNG copy); "
+                        "the web-API route is not wired into this study yet")
+
+STUDY_TARGETS["exsitu"] = [
+    res("exsitu", "sample.parquet"),
+    res("exsitu", "maps.h5"),
+]
+
+
+# ---------------------------------------------------------------- rules
+rule exsitu_mock:
+    output:
+        directory(res("exsitu", "mock/TNG100-1/output")),
+        truth=res("exsitu", "mock/TNG100-1/truth.hdf5"),
+    params:
+        config=cli_config("exsitu", "mock", "sample"),
+        root=lambda w, output: str(Path(output.truth).parent),
+    log:
+        logfile("exsitu", "mock"),
+    benchmark:
+        benchfile("exsitu", "mock")
+    conda:
+        "../../envs/exsitu.yaml"
+    shell:
+        "rm -rf {params.root:q} && galforge exsitu-mock --config {params.config:q}"
+        " --out {params.root:q} > {log:q} 2>&1"
+
+
+rule exsitu_sample:
+    input:
+        **({"base": EXSITU_BASE} if _EXSITU_MOCK else {}),
+        **EXSITU_TRUTH,
+    output:
+        sample=res("exsitu", "sample.parquet"),
+        report=res("exsitu", "sample_report.json"),
+    params:
+        config=cli_config("exsitu", "sample", "split"),
+        base=lambda w, input: input.get("base", EXSITU_BASE),
+        truth=lambda w, input: f"--truth {input.truth}" if "truth" in input.keys() else "",
+    log:
+        logfile("exsitu", "sample"),
+    benchmark:
+        benchfile("exsitu", "sample")
+    conda:
+        "../../envs/exsitu.yaml"
+    shell:
+        "galforge exsitu-sample --config {params.config:q} --base-path {params.base:q}"
+        " {params.truth} --out {output.sample:q} --report {output.report:q} > {log:q} 2>&1"
+
+
+rule exsitu_maps:
+    input:
+        sample=res("exsitu", "sample.parquet"),
+        **({"base": EXSITU_BASE} if _EXSITU_MOCK else {}),
+    output:
+        maps=res("exsitu", "maps.h5"),
+        report=res("exsitu", "maps_report.json"),
+    params:
+        config=cli_config("exsitu", "maps"),
+        base=lambda w, input: input.get("base", EXSITU_BASE),
+    threads: 1
+    resources:
+        mem_mb=4000,
+    log:
+        logfile("exsitu", "maps"),
+    benchmark:
+        benchfile("exsitu", "maps")
+    conda:
+        "../../envs/exsitu.yaml"
+    shell:
+        "galforge exsitu-maps --config {params.config:q} --no-progress --base-path {params.base:q}"
+        " --sample {input.sample:q} --out {output.maps:q} --report {output.report:q}"
+        " > {log:q} 2>&1"
