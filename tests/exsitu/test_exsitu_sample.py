@@ -107,3 +107,27 @@ def test_sample_and_maps_steps_on_the_tiny_mock(tiny, tmp_path) -> None:
         steps.sample(root / "output", tmp_path / "x.parquet", tmp_path / "x.json",
                      settings=s.sample.replace(log_mstar_min=12.9), split=s.split, seed=1)
     assert not (tmp_path / "x.parquet").exists()
+
+
+def test_train_predict_evaluate_steps_on_the_tiny_mock(tiny, tmp_path) -> None:
+    pytest.importorskip("torch")
+    import pandas as pd
+
+    root, s = tiny
+    steps.sample(root / "output", tmp_path / "sample.parquet", tmp_path / "s.json",
+                 settings=s.sample, split=s.split, seed=42, truth=root / "truth.hdf5")
+    steps.make_maps(root / "output", tmp_path / "sample.parquet", tmp_path / "maps.h5",
+                    tmp_path / "m.json", settings=s.maps, progress=False)
+    summary = steps.train(tmp_path / "maps.h5", tmp_path / "cvae.pt", tmp_path / "metrics.csv",
+                          tmp_path / "cvae.json", tmp_path / "work", model=s.model,
+                          train_settings=s.train, seed=42, progress=False)
+    assert summary["epochs"] == s.train.epochs and np.isfinite(summary["best_val_loss"])
+    n = steps.predict(tmp_path / "cvae.pt", tmp_path / "maps.h5", tmp_path / "pred.h5",
+                      settings=s.predict, seed=42)
+    assert n == int((read_maps(tmp_path / "maps.h5", maps=False).meta["split"] == "test").sum())
+    rep = steps.evaluate(tmp_path / "maps.h5", tmp_path / "pred.h5", tmp_path / "err.csv",
+                         tmp_path / "err.md", tmp_path / "eval.json")
+    table = pd.read_csv(tmp_path / "err.csv")
+    assert list(table["source"]) == ["encoder", "prior", "baseline"]
+    assert np.all((table["mean"] > 0) & (table["mean"] < 1))
+    assert 0 <= rep["encoder"]["coverage68"] <= 1

@@ -1,6 +1,7 @@
 # Exsitu study (Angeloudi et al., ML4PS 2024): TNG100 galaxies at z = 0 and 0.1 -> the
 # sample, its lines of sight and galaxy-wise split -> five observable maps and the ex-situ
-# map per projection (chunked HDF5). Model, flow, evaluation and figures: to come.
+# map per projection (chunked HDF5) -> the conditional VAE -> sampled predictions from the
+# encoder and the prior -> per-pixel errors, baseline, calibration. Flow and figures: to come.
 
 
 # ---------------------------------------------------------------- this run's paths
@@ -18,6 +19,7 @@ if study_enabled("exsitu") and not EXSITU_BASE:
 STUDY_TARGETS["exsitu"] = [
     res("exsitu", "sample.parquet"),
     res("exsitu", "maps.h5"),
+    res("exsitu", "tables/errors.csv"),
 ]
 
 
@@ -85,3 +87,71 @@ rule exsitu_maps:
         "galforge exsitu-maps --config {params.config:q} --no-progress --base-path {params.base:q}"
         " --sample {input.sample:q} --out {output.maps:q} --report {output.report:q}"
         " > {log:q} 2>&1"
+
+
+# One thread: on a CPU-only machine the training jobs share the cores.
+rule exsitu_train:
+    input:
+        res("exsitu", "maps.h5"),
+    output:
+        model=res("exsitu", "model/cvae.pt"),
+        metrics=res("exsitu", "model/cvae_metrics.csv"),
+        summary=res("exsitu", "model/cvae_summary.json"),
+    params:
+        config=cli_config("exsitu", "model", "train"),
+        workdir=res("exsitu", "model/work"),
+    threads: 1
+    resources:
+        gpu=1,
+    log:
+        logfile("exsitu", "train"),
+    benchmark:
+        benchfile("exsitu", "train")
+    conda:
+        "../../envs/exsitu.yaml"
+    shell:
+        "galforge exsitu-train --config {params.config:q} --no-progress --threads {threads}"
+        " --maps {input:q} --model {output.model:q} --metrics {output.metrics:q}"
+        " --summary {output.summary:q} --workdir {params.workdir:q} > {log:q} 2>&1"
+
+
+rule exsitu_predict:
+    input:
+        model=res("exsitu", "model/cvae.pt"),
+        maps=res("exsitu", "maps.h5"),
+    output:
+        res("exsitu", "predictions.h5"),
+    params:
+        config=cli_config("exsitu", "predict"),
+    threads: 2
+    log:
+        logfile("exsitu", "predict"),
+    benchmark:
+        benchfile("exsitu", "predict")
+    conda:
+        "../../envs/exsitu.yaml"
+    shell:
+        "galforge exsitu-predict --config {params.config:q} --threads {threads}"
+        " --model {input.model:q} --maps {input.maps:q} --out {output:q} > {log:q} 2>&1"
+
+
+rule exsitu_evaluate:
+    input:
+        maps=res("exsitu", "maps.h5"),
+        predictions=res("exsitu", "predictions.h5"),
+    output:
+        table=res("exsitu", "tables/errors.csv"),
+        table_md=res("exsitu", "tables/errors.md"),
+        report=res("exsitu", "tables/evaluation.json"),
+    params:
+        config=cli_config("exsitu"),
+    log:
+        logfile("exsitu", "evaluate"),
+    benchmark:
+        benchfile("exsitu", "evaluate")
+    conda:
+        "../../envs/exsitu.yaml"
+    shell:
+        "galforge exsitu-evaluate --config {params.config:q} --maps {input.maps:q}"
+        " --predictions {input.predictions:q} --table {output.table:q}"
+        " --table-md {output.table_md:q} --report {output.report:q} > {log:q} 2>&1"

@@ -41,6 +41,22 @@ def _maps(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
                     settings=_settings(cfg).maps, progress=not args.no_progress)
 
 
+def _train(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    s = _settings(cfg)
+    steps.train(args.maps, args.model, args.metrics, args.summary, args.workdir, model=s.model,
+                train_settings=s.train, seed=cfg["seed"], run_config=cfg,
+                progress=not args.no_progress)
+
+
+def _predict(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    steps.predict(args.model, args.maps, args.out, settings=_settings(cfg).predict,
+                  seed=cfg["seed"])
+
+
+def _evaluate(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    steps.evaluate(args.maps, args.predictions, args.table, args.table_md, args.report)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the exsitu subcommands to the ``galforge`` parser."""
     add_command(sub, "exsitu-mock", _mock,
@@ -55,3 +71,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                 "the six preprocessed maps of every projection (chunked HDF5)",
                 {**common, "sample": "sample table (Parquet)", "out": "maps HDF5",
                  "report": "timing JSON"})
+    add_command(sub, "exsitu-train", _train, "train the conditional VAE",
+                {"maps": "maps HDF5", "model": "output checkpoint", "metrics": "metrics CSV",
+                 "summary": "summary JSON", "workdir": "work folder (resumable checkpoint)"})
+    add_command(sub, "exsitu-predict", _predict,
+                "sample maps for the test projections from each latent source",
+                {"model": "CVAE checkpoint", "maps": "maps HDF5", "out": "predictions HDF5"})
+    add_command(sub, "exsitu-evaluate", _evaluate,
+                "per-pixel errors, the radial baseline, calibration",
+                {"maps": "maps HDF5", "predictions": "predictions HDF5",
+                 "table": "errors CSV", "table-md": "errors Markdown",
+                 "report": "evaluation JSON"})

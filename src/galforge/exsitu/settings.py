@@ -10,12 +10,15 @@ imports it cheaply.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from galforge import settings as gs
 from galforge.mock.tng.settings import MockTNGSettings
-from galforge.settings import Settings, SettingsError
+from galforge.settings import ModelSettings, Settings, SettingsError
+from galforge.train.settings import TrainSettings
 
-__all__ = ["VIEW_COUNTS", "ExsituSettings", "MapSettings", "SampleSettings", "SplitSettings"]
+__all__ = ["VIEW_COUNTS", "CVAESettings", "ExsituSettings", "MapSettings", "PredictSettings",
+           "SampleSettings", "SplitSettings"]
 
 #: Lines of sight a galaxy may have: vertex sets of regular polyhedra (see
 #: :mod:`galforge.exsitu.views`).
@@ -108,8 +111,49 @@ class SplitSettings(Settings):
 
 
 @dataclass(frozen=True)
+class CVAESettings(ModelSettings):
+    """The conditional VAE (:class:`galforge.exsitu.model.ExsituCVAE`)."""
+
+    model_class: ClassVar[str] = "galforge.exsitu.model:ExsituCVAE"
+
+    latent_dim: int = gs.integer(10, "Latent Gaussians (the paper's 10).", lo=1, hi=512)
+    channels: tuple[int, ...] = gs.numbers(
+        (32, 64, 128, 256), "Widths of the encoder blocks (one scale each; the decoder "
+        "mirrors them).", integer=True, lo=1, hi=2048, min_length=1)
+    activation: str = gs.choice("silu", ("silu", "leaky_relu", "relu", "gelu", "elu"),
+                                "Activation of every block.")
+    beta: float = gs.number(7e-5, "Weight of the KL term (the paper's 7e-5).", lo=0.0)
+    npix: int | None = gs.integer(None, "Map side (null = exsitu.maps.npix; must equal it).",
+                                  lo=4, hi=1024, optional=True)
+
+    def check(self) -> None:
+        if self.npix is not None and self.npix % 2 ** (len(self.channels) - 1):
+            raise SettingsError("npix", f"= {self.npix} must be a multiple of "
+                                f"2**(len(channels) - 1) = {2 ** (len(self.channels) - 1)}")
+
+    def model_kwargs(self) -> dict[str, Any]:
+        if self.npix is None:
+            raise ValueError("npix is unset: take these settings from ExsituSettings")
+        return {"npix": int(self.npix), "channels": list(self.channels),
+                "latent_dim": int(self.latent_dim), "in_channels": 6,
+                "activation": self.activation}
+
+
+@dataclass(frozen=True)
+class PredictSettings(Settings):
+    """Prediction: samples per projection and intervals."""
+
+    n_samples: int = gs.integer(100, "Maps sampled per projection and latent source (the "
+                                "paper's 100).", lo=2, hi=10000)
+    batch_size: int = gs.integer(32, "Projections per forward pass.", lo=1, hi=4096)
+
+
+@dataclass(frozen=True)
 class ExsituSettings(Settings):
     """Exsitu study (Angeloudi et al. 2024) - ex-situ fraction maps from IFU-like maps."""
+
+    #: The network's map size is the maps'.
+    ties: ClassVar[tuple[tuple[str, str], ...]] = (("model.npix", "maps.npix"),)
 
     mock: MockTNGSettings = gs.section(
         MockTNGSettings, "The mock TNG universe this study writes (source = mock; its scale "
@@ -118,3 +162,8 @@ class ExsituSettings(Settings):
     sample: SampleSettings = gs.section(SampleSettings)
     maps: MapSettings = gs.section(MapSettings)
     split: SplitSettings = gs.section(SplitSettings)
+    model: CVAESettings = gs.section(CVAESettings)
+    train: TrainSettings = gs.section(
+        TrainSettings, "Training of the CVAE (the seed is the run's `seed`).",
+        defaults={"epochs": 200, "batch_size": 64, "lr": 1e-3, "amp": True})
+    predict: PredictSettings = gs.section(PredictSettings)

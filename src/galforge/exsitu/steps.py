@@ -17,7 +17,7 @@ from galforge.exsitu.views import polyhedron_vertices
 from galforge.io import InputError, read_parquet, write_json, write_parquet
 from galforge.mock.tng.settings import MockTNGSettings
 
-__all__ = ["make_maps", "mock", "sample"]
+__all__ = ["evaluate", "make_maps", "mock", "predict", "sample", "train"]
 
 PathLike = str | os.PathLike[str]
 SAMPLE_COLUMNS = ("snapshot", "subhalo_id", "galaxy_id", "log_mstar", "fex", "r_half_kpc",
@@ -102,3 +102,88 @@ def make_maps(base_path: PathLike, sample_in: PathLike, out: PathLike, report: P
                 "projections_per_second": round(n / max(dt, 1e-9), 1)}, report)
     print(f"{n} projections in {dt:.1f} s")
     return n
+
+
+def train(maps_in: PathLike, model_out: PathLike, metrics_out: PathLike, summary_out: PathLike,
+          workdir: PathLike, *, model: Any, train_settings: Any, seed: int,
+          run_config: dict[str, Any] | None = None, progress: bool = True) -> dict[str, Any]:
+    """Train the conditional VAE (``model``: :class:`~galforge.exsitu.settings.CVAESettings`)."""
+    from galforge.exsitu.training import train_cvae
+
+    summary = train_cvae(maps_in, model_out, metrics_out, workdir, model_settings=model,
+                         train_settings=train_settings, seed=seed, progress=progress,
+                         run_config=run_config)
+    write_json(summary, summary_out)
+    return summary
+
+
+#: The latent sources of the predictions (the flow joins them in phase 3).
+SOURCES: tuple[str, ...] = ("encoder", "prior")
+
+
+def predict(model_in: PathLike, maps_in: PathLike, out: PathLike, *, settings: Any,
+            seed: int, split: str = "test") -> int:
+    """S sampled maps per ``split`` projection from each latent source, summarised."""
+    from galforge.exsitu.analysis import summarise, write_predictions
+    from galforge.exsitu.training import predict as sample_maps
+    from galforge.train import load_for_inference
+
+    model, meta = load_for_inference(model_in)
+    m = mp.read_maps(maps_in)
+    rows = np.flatnonzero(m.meta["split"] == split)
+    if not len(rows):
+        raise InputError(f"{maps_in}: no {split} projection")
+    maps, masks = m.maps[rows], m.masks[rows]
+    out_s = {}
+    for k, src in enumerate(SOURCES):
+        samples = sample_maps(model, meta.normalization, maps, masks, source=src,
+                              n_samples=settings.n_samples, seed=seed + k,
+                              batch_size=settings.batch_size)
+        out_s[src] = summarise(samples, maps[:, 0], masks)
+    write_predictions(out, rows, out_s, {"split": split, "n_samples": settings.n_samples})
+    print(f"{len(rows)} {split} projections x {settings.n_samples} samples x {len(SOURCES)} "
+          "latent sources")
+    return len(rows)
+
+
+def evaluate(maps_in: PathLike, predictions_in: PathLike, table_out: PathLike,
+             table_md: PathLike, report_out: PathLike) -> dict[str, Any]:
+    """Per-pixel errors of each latent source and of the radial baseline; calibration."""
+    from galforge.exsitu import analysis as an
+
+    m = mp.read_maps(maps_in)
+    rows, preds = an.read_predictions(predictions_in)
+    true, masks = m.maps[rows, 5], m.masks[rows]
+    tr = m.meta["split"] == "train"
+    profile = an.radial_baseline(m.maps[tr, 5], m.masks[tr])
+    base = an.baseline_maps(profile, len(rows), true.shape[-1])
+    table = {src: an.pixel_errors(p["mean"], true, masks) for src, p in preds.items()}
+    table["baseline"] = an.pixel_errors(base, true, masks)
+    fint_true = an.integrated(true, m.maps[rows, 0], masks)
+    report: dict[str, Any] = {"errors": table, "baseline_profile": profile.tolist(),
+                              "n_test": len(rows)}
+    from scipy.stats import spearmanr
+    for src, p in preds.items():
+        cov = an.coverage(p, true, masks)
+        rho = spearmanr(p["fex_int_mean"], fint_true).statistic
+        report[src] = {**cov, "fex_int_spearman": float(rho),
+                       "fex_int_scatter": float(np.std(p["fex_int_mean"] - fint_true))}
+    frame = pd.DataFrame(table).T.rename_axis("source").reset_index()
+    _write_csv(frame, table_out)
+    _write_text(frame.to_markdown(index=False, floatfmt=".4f"), table_md)
+    write_json(report, report_out)
+    return report
+
+
+def _write_csv(frame: pd.DataFrame, path: PathLike) -> None:
+    from galforge.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+
+
+def _write_text(text: str, path: PathLike) -> None:
+    from galforge.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(text + "\n")
