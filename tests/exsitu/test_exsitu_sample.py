@@ -122,12 +122,16 @@ def test_train_predict_evaluate_steps_on_the_tiny_mock(tiny, tmp_path) -> None:
                           tmp_path / "cvae.json", tmp_path / "work", model=s.model,
                           train_settings=s.train, seed=42, progress=False)
     assert summary["epochs"] == s.train.epochs and np.isfinite(summary["best_val_loss"])
+    fs = steps.train_flow(tmp_path / "cvae.pt", tmp_path / "maps.h5", tmp_path / "flow.pt",
+                          tmp_path / "fm.csv", tmp_path / "flow.json", tmp_path / "fwork",
+                          flow=s.flow, train_settings=s.flow_train, seed=42, progress=False)
+    assert fs["epochs"] == s.flow_train.epochs and np.isfinite(fs["best_val_nll"])
     n = steps.predict(tmp_path / "cvae.pt", tmp_path / "maps.h5", tmp_path / "pred.h5",
-                      settings=s.predict, seed=42)
+                      settings=s.predict, seed=42, flow_in=tmp_path / "flow.pt")
     assert n == int((read_maps(tmp_path / "maps.h5", maps=False).meta["split"] == "test").sum())
     rep = steps.evaluate(tmp_path / "maps.h5", tmp_path / "pred.h5", tmp_path / "err.csv",
                          tmp_path / "err.md", tmp_path / "eval.json")
     table = pd.read_csv(tmp_path / "err.csv")
-    assert list(table["source"]) == ["encoder", "prior", "baseline"]
+    assert list(table["source"]) == ["encoder", "flow", "prior", "baseline"]
     assert np.all((table["mean"] > 0) & (table["mean"] < 1))
     assert 0 <= rep["encoder"]["coverage68"] <= 1

@@ -1,7 +1,8 @@
 # Exsitu study (Angeloudi et al., ML4PS 2024): TNG100 galaxies at z = 0 and 0.1 -> the
 # sample, its lines of sight and galaxy-wise split -> five observable maps and the ex-situ
 # map per projection (chunked HDF5) -> the conditional VAE -> sampled predictions from the
-# encoder and the prior -> per-pixel errors, baseline, calibration. Flow and figures: to come.
+# encoder, the conditional MAF on the latents and the prior -> per-pixel errors, baseline,
+# calibration. Figures and truth recovery: to come.
 
 
 # ---------------------------------------------------------------- this run's paths
@@ -115,9 +116,37 @@ rule exsitu_train:
         " --summary {output.summary:q} --workdir {params.workdir:q} > {log:q} 2>&1"
 
 
+rule exsitu_train_flow:
+    input:
+        cvae=res("exsitu", "model/cvae.pt"),
+        maps=res("exsitu", "maps.h5"),
+    output:
+        model=res("exsitu", "model/flow.pt"),
+        metrics=res("exsitu", "model/flow_metrics.csv"),
+        summary=res("exsitu", "model/flow_summary.json"),
+    params:
+        config=cli_config("exsitu", "flow", "flow_train"),
+        workdir=res("exsitu", "model/flow_work"),
+    threads: 1
+    resources:
+        gpu=1,
+    log:
+        logfile("exsitu", "train_flow"),
+    benchmark:
+        benchfile("exsitu", "train_flow")
+    conda:
+        "../../envs/exsitu.yaml"
+    shell:
+        "galforge exsitu-train-flow --config {params.config:q} --no-progress --threads {threads}"
+        " --cvae {input.cvae:q} --maps {input.maps:q} --model {output.model:q}"
+        " --metrics {output.metrics:q} --summary {output.summary:q}"
+        " --workdir {params.workdir:q} > {log:q} 2>&1"
+
+
 rule exsitu_predict:
     input:
         model=res("exsitu", "model/cvae.pt"),
+        flow=res("exsitu", "model/flow.pt"),
         maps=res("exsitu", "maps.h5"),
     output:
         res("exsitu", "predictions.h5"),
@@ -132,7 +161,8 @@ rule exsitu_predict:
         "../../envs/exsitu.yaml"
     shell:
         "galforge exsitu-predict --config {params.config:q} --threads {threads}"
-        " --model {input.model:q} --maps {input.maps:q} --out {output:q} > {log:q} 2>&1"
+        " --model {input.model:q} --flow {input.flow:q} --maps {input.maps:q} --out {output:q}"
+        " > {log:q} 2>&1"
 
 
 rule exsitu_evaluate:

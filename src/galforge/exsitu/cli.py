@@ -48,9 +48,16 @@ def _train(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
                 progress=not args.no_progress)
 
 
+def _train_flow(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    s = _settings(cfg)
+    steps.train_flow(args.cvae, args.maps, args.model, args.metrics, args.summary, args.workdir,
+                     flow=s.flow, train_settings=s.flow_train, seed=cfg["seed"],
+                     progress=not args.no_progress)
+
+
 def _predict(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     steps.predict(args.model, args.maps, args.out, settings=_settings(cfg).predict,
-                  seed=cfg["seed"])
+                  seed=cfg["seed"], flow_in=args.flow)
 
 
 def _evaluate(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
@@ -74,9 +81,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_command(sub, "exsitu-train", _train, "train the conditional VAE",
                 {"maps": "maps HDF5", "model": "output checkpoint", "metrics": "metrics CSV",
                  "summary": "summary JSON", "workdir": "work folder (resumable checkpoint)"})
+    add_command(sub, "exsitu-train-flow", _train_flow,
+                "train the conditional MAF on the CVAE's training latents",
+                {"cvae": "CVAE checkpoint", "maps": "maps HDF5", "model": "output checkpoint",
+                 "metrics": "metrics CSV", "summary": "summary JSON",
+                 "workdir": "work folder (resumable checkpoint)"})
     add_command(sub, "exsitu-predict", _predict,
                 "sample maps for the test projections from each latent source",
-                {"model": "CVAE checkpoint", "maps": "maps HDF5", "out": "predictions HDF5"})
+                {"model": "CVAE checkpoint", "maps": "maps HDF5", "out": "predictions HDF5",
+                 "flow?": "flow checkpoint (adds the flow's latents)"})
     add_command(sub, "exsitu-evaluate", _evaluate,
                 "per-pixel errors, the radial baseline, calibration",
                 {"maps": "maps HDF5", "predictions": "predictions HDF5",

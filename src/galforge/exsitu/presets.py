@@ -26,6 +26,9 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "maps": {"npix": 16, **_SPARSE},
         "model": {"channels": [8, 16], "latent_dim": 4},
         "train": {"epochs": 2, "batch_size": 32, "lr": 3e-3},
+        "flow": {"n_layers": 2, "hidden": 16},
+        "flow_train": {"epochs": 3, "batch_size": 32, "early_stopping_patience": None,
+                       "restore_best_weights": False},
         "predict": {"n_samples": 8},
     },
     "demo": {
@@ -36,6 +39,9 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "model": {"channels": [16, 32, 64]},
         "train": {"epochs": 30, "batch_size": 64, "lr": 2e-3, "early_stopping_patience": 6,
                   "restore_best_weights": True},
+        "flow": {"n_layers": 4, "hidden": 32},
+        "flow_train": {"epochs": 60, "batch_size": 128, "lr": 2e-3,
+                       "early_stopping_patience": 10},
         "predict": {"n_samples": 50},
     },
     "paper": {

@@ -17,7 +17,8 @@ from galforge.mock.tng.settings import MockTNGSettings
 from galforge.settings import ModelSettings, Settings, SettingsError
 from galforge.train.settings import TrainSettings
 
-__all__ = ["VIEW_COUNTS", "CVAESettings", "ExsituSettings", "MapSettings", "PredictSettings",
+__all__ = ["VIEW_COUNTS", "CVAESettings", "ExsituSettings", "FlowSettings", "MapSettings",
+           "PredictSettings",
            "SampleSettings", "SplitSettings"]
 
 #: Lines of sight a galaxy may have: vertex sets of regular polyhedra (see
@@ -140,6 +141,15 @@ class CVAESettings(ModelSettings):
 
 
 @dataclass(frozen=True)
+class FlowSettings(Settings):
+    """The conditional MAF on the latents (:class:`galforge.train.flows.ConditionalMAF`)."""
+
+    n_layers: int = gs.integer(5, "Affine MADE layers.", lo=1, hi=64)
+    hidden: int = gs.integer(64, "Width of each MADE.", lo=1, hi=4096)
+    n_blocks: int = gs.integer(2, "Hidden blocks of each MADE.", lo=1, hi=16)
+
+
+@dataclass(frozen=True)
 class PredictSettings(Settings):
     """Prediction: samples per projection and intervals."""
 
@@ -166,4 +176,9 @@ class ExsituSettings(Settings):
     train: TrainSettings = gs.section(
         TrainSettings, "Training of the CVAE (the seed is the run's `seed`).",
         defaults={"epochs": 200, "batch_size": 64, "lr": 1e-3, "amp": True})
+    flow: FlowSettings = gs.section(FlowSettings)
+    flow_train: TrainSettings = gs.section(
+        TrainSettings, "Training of the flow (the seed is the run's `seed`).",
+        defaults={"epochs": 200, "batch_size": 128, "lr": 1e-3, "early_stopping_patience": 20,
+                  "restore_best_weights": True})
     predict: PredictSettings = gs.section(PredictSettings)

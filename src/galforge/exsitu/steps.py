@@ -17,7 +17,7 @@ from galforge.exsitu.views import polyhedron_vertices
 from galforge.io import InputError, read_parquet, write_json, write_parquet
 from galforge.mock.tng.settings import MockTNGSettings
 
-__all__ = ["evaluate", "make_maps", "mock", "predict", "sample", "train"]
+__all__ = ["evaluate", "make_maps", "mock", "predict", "sample", "train", "train_flow"]
 
 PathLike = str | os.PathLike[str]
 SAMPLE_COLUMNS = ("snapshot", "subhalo_id", "galaxy_id", "log_mstar", "fex", "r_half_kpc",
@@ -117,12 +117,24 @@ def train(maps_in: PathLike, model_out: PathLike, metrics_out: PathLike, summary
     return summary
 
 
-#: The latent sources of the predictions (the flow joins them in phase 3).
-SOURCES: tuple[str, ...] = ("encoder", "prior")
+def train_flow(cvae_in: PathLike, maps_in: PathLike, model_out: PathLike,
+               metrics_out: PathLike, summary_out: PathLike, workdir: PathLike, *, flow: Any,
+               train_settings: Any, seed: int, progress: bool = True) -> dict[str, Any]:
+    """Train the conditional MAF on the CVAE's training latents."""
+    from galforge.exsitu.flow import train_flow as fit_flow
+
+    summary = fit_flow(cvae_in, maps_in, model_out, metrics_out, workdir, flow=flow,
+                       train_settings=train_settings, seed=seed, progress=progress)
+    write_json(summary, summary_out)
+    return summary
+
+
+#: The latent sources of the predictions (the paper's Figs 2-3).
+SOURCES: tuple[str, ...] = ("encoder", "flow", "prior")
 
 
 def predict(model_in: PathLike, maps_in: PathLike, out: PathLike, *, settings: Any,
-            seed: int, split: str = "test") -> int:
+            seed: int, flow_in: PathLike | None = None, split: str = "test") -> int:
     """S sampled maps per ``split`` projection from each latent source, summarised."""
     from galforge.exsitu.analysis import summarise, write_predictions
     from galforge.exsitu.training import predict as sample_maps
@@ -134,15 +146,20 @@ def predict(model_in: PathLike, maps_in: PathLike, out: PathLike, *, settings: A
     if not len(rows):
         raise InputError(f"{maps_in}: no {split} projection")
     maps, masks = m.maps[rows], m.masks[rows]
+    sampler = None
+    if flow_in is not None:
+        from galforge.exsitu.flow import flow_sampler
+        sampler = flow_sampler(flow_in)
+    sources = [s for s in SOURCES if s != "flow" or sampler is not None]
     out_s = {}
-    for k, src in enumerate(SOURCES):
+    for k, src in enumerate(sources):
         samples = sample_maps(model, meta.normalization, maps, masks, source=src,
                               n_samples=settings.n_samples, seed=seed + k,
-                              batch_size=settings.batch_size)
+                              batch_size=settings.batch_size, latent_sampler=sampler)
         out_s[src] = summarise(samples, maps[:, 0], masks)
     write_predictions(out, rows, out_s, {"split": split, "n_samples": settings.n_samples})
-    print(f"{len(rows)} {split} projections x {settings.n_samples} samples x {len(SOURCES)} "
-          "latent sources")
+    print(f"{len(rows)} {split} projections x {settings.n_samples} samples from "
+          f"{', '.join(sources)}")
     return len(rows)
 
 
