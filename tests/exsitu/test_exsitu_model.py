@@ -118,3 +118,21 @@ def test_metrics_on_hand_made_maps() -> None:
     prof = an.radial_baseline(np.stack([np.full((8, 8), 0.2), np.full((8, 8), 0.4)]),
                               np.ones((2, 8, 8), bool))
     np.testing.assert_allclose(prof[:6], 0.3)
+
+
+def test_acceptance_flags_follow_the_numbers() -> None:
+    from galforge.exsitu.steps import acceptance
+
+    def report(flow: float, prior: float, base: float, rho: float, cov: float) -> dict:
+        return {"errors": {"flow": {"mean": flow}, "prior": {"mean": prior},
+                           "baseline": {"mean": base}},
+                "flow": {"fex_int_spearman": rho, "coverage68": cov},
+                "prior": {"fex_int_spearman": rho, "coverage68": cov}}
+
+    good = acceptance(report(0.05, 0.08, 0.12, 0.9, 0.7))
+    assert all(v for k, v in good.items() if k.startswith("pass_"))
+    bad = acceptance(report(0.15, 0.12, 0.11, 0.5, 0.4))
+    assert not any(v for k, v in bad.items() if k.startswith("pass_"))
+    no_flow = report(0.05, 0.05, 0.12, 0.9, 0.7)
+    del no_flow["errors"]["flow"], no_flow["flow"]
+    assert acceptance(no_flow)["pass_flow_beats_prior"] is False

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import h5py
 import numpy as np
 import pytest
@@ -130,8 +132,16 @@ def test_train_predict_evaluate_steps_on_the_tiny_mock(tiny, tmp_path) -> None:
                       settings=s.predict, seed=42, flow_in=tmp_path / "flow.pt")
     assert n == int((read_maps(tmp_path / "maps.h5", maps=False).meta["split"] == "test").sum())
     rep = steps.evaluate(tmp_path / "maps.h5", tmp_path / "pred.h5", tmp_path / "err.csv",
-                         tmp_path / "err.md", tmp_path / "eval.json")
+                         tmp_path / "err.md", tmp_path / "eval.json",
+                         truth_out=tmp_path / "truth.json")
     table = pd.read_csv(tmp_path / "err.csv")
     assert list(table["source"]) == ["encoder", "flow", "prior", "baseline"]
     assert np.all((table["mean"] > 0) & (table["mean"] < 1))
     assert 0 <= rep["encoder"]["coverage68"] <= 1
+    truth = json.loads((tmp_path / "truth.json").read_text())
+    assert truth["source"] == "flow" and truth["error"] == rep["errors"]["flow"]["mean"]
+    flags = {k for k in truth if k.startswith("pass_")}
+    assert flags == {"pass_error", "pass_beats_baseline", "pass_flow_beats_prior",
+                     "pass_integrated_fex", "pass_coverage68"}
+    # 2 epochs at tiny: the checks are computed, not assumed
+    assert truth["pass_error"] == (truth["error"] <= 0.10)

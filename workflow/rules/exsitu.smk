@@ -21,6 +21,7 @@ STUDY_TARGETS["exsitu"] = [
     res("exsitu", "sample.parquet"),
     res("exsitu", "maps.h5"),
     res("exsitu", "tables/errors.csv"),
+    res("exsitu", "tables/truth_recovery.json"),
 ]
 
 
@@ -173,6 +174,7 @@ rule exsitu_evaluate:
         table=res("exsitu", "tables/errors.csv"),
         table_md=res("exsitu", "tables/errors.md"),
         report=res("exsitu", "tables/evaluation.json"),
+        truth=res("exsitu", "tables/truth_recovery.json"),
     params:
         config=cli_config("exsitu"),
     log:
@@ -184,4 +186,5 @@ rule exsitu_evaluate:
     shell:
         "galforge exsitu-evaluate --config {params.config:q} --maps {input.maps:q}"
         " --predictions {input.predictions:q} --table {output.table:q}"
-        " --table-md {output.table_md:q} --report {output.report:q} > {log:q} 2>&1"
+        " --table-md {output.table_md:q} --report {output.report:q}"
+        " --truth-recovery {output.truth:q} > {log:q} 2>&1"

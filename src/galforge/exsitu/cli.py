@@ -61,7 +61,8 @@ def _predict(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
 
 
 def _evaluate(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
-    steps.evaluate(args.maps, args.predictions, args.table, args.table_md, args.report)
+    steps.evaluate(args.maps, args.predictions, args.table, args.table_md, args.report,
+                   truth_out=args.truth_recovery)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -94,4 +95,5 @@ def register(sub: argparse._SubParsersAction) -> None:
                 "per-pixel errors, the radial baseline, calibration",
                 {"maps": "maps HDF5", "predictions": "predictions HDF5",
                  "table": "errors CSV", "table-md": "errors Markdown",
-                 "report": "evaluation JSON"})
+                 "report": "evaluation JSON",
+                 "truth-recovery?": "the planted-truth checks (JSON, pass_<check> flags)"})

@@ -163,9 +163,33 @@ def predict(model_in: PathLike, maps_in: PathLike, out: PathLike, *, settings: A
     return len(rows)
 
 
+#: The acceptance thresholds of the planted-truth checks (issue 15, section 5).
+ACCEPT = {"max_error": 0.10, "min_spearman": 0.8, "coverage68_tolerance": 0.10}
+
+
+def acceptance(report: dict[str, Any]) -> dict[str, Any]:
+    """The planted-truth checks on the flow's predictions, each with its numbers and a
+    ``pass_<check>`` flag (the flow's row absent: the prior's, and the flow checks fail)."""
+    err = report["errors"]
+    src = "flow" if "flow" in err else "prior"
+    e, base, prior = err[src]["mean"], err["baseline"]["mean"], err["prior"]["mean"]
+    rho, cov = report[src]["fex_int_spearman"], report[src]["coverage68"]
+    return {
+        "source": src, "error": e, "baseline_error": base, "prior_error": prior,
+        "fex_int_spearman": rho, "coverage68": cov, "thresholds": ACCEPT,
+        "pass_error": bool(e <= ACCEPT["max_error"]),
+        "pass_beats_baseline": bool(e < base),
+        "pass_flow_beats_prior": bool(src == "flow" and e < prior),
+        "pass_integrated_fex": bool(rho >= ACCEPT["min_spearman"]),
+        "pass_coverage68": bool(abs(cov - 0.68) <= ACCEPT["coverage68_tolerance"]),
+    }
+
+
 def evaluate(maps_in: PathLike, predictions_in: PathLike, table_out: PathLike,
-             table_md: PathLike, report_out: PathLike) -> dict[str, Any]:
-    """Per-pixel errors of each latent source and of the radial baseline; calibration."""
+             table_md: PathLike, report_out: PathLike,
+             truth_out: PathLike | None = None) -> dict[str, Any]:
+    """Per-pixel errors of each latent source and of the radial baseline; calibration;
+    the planted-truth checks (``truth_out``: ``tables/truth_recovery.json``)."""
     from galforge.exsitu import analysis as an
 
     m = mp.read_maps(maps_in)
@@ -189,6 +213,9 @@ def evaluate(maps_in: PathLike, predictions_in: PathLike, table_out: PathLike,
     _write_csv(frame, table_out)
     _write_text(frame.to_markdown(index=False, floatfmt=".4f"), table_md)
     write_json(report, report_out)
+    if truth_out is not None:
+        report["truth_recovery"] = acceptance(report)
+        write_json(report["truth_recovery"], truth_out)
     return report
 
 
