@@ -145,3 +145,12 @@ def test_train_predict_evaluate_steps_on_the_tiny_mock(tiny, tmp_path) -> None:
                      "pass_integrated_fex", "pass_coverage68"}
     # 2 epochs at tiny: the checks are computed, not assumed
     assert truth["pass_error"] == (truth["error"] <= 0.10)
+    from galforge.exsitu.figures import FIGURES, make_figures
+    from galforge.provenance import Provenance
+
+    written = make_figures(tmp_path / "maps.h5", tmp_path / "pred.h5", tmp_path / "eval.json",
+                           tmp_path / "metrics.csv", tmp_path / "fm.csv", tmp_path / "figs",
+                           Provenance(run="t", source="mock", config_hash="abc"),
+                           truth_in=tmp_path / "truth.json")
+    assert {p.stem for p in written} == {*FIGURES, "truth_recovery"}
+    assert all(p.stat().st_size > 1000 for p in written)

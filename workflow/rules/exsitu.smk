@@ -2,7 +2,7 @@
 # sample, its lines of sight and galaxy-wise split -> five observable maps and the ex-situ
 # map per projection (chunked HDF5) -> the conditional VAE -> sampled predictions from the
 # encoder, the conditional MAF on the latents and the prior -> per-pixel errors, baseline,
-# calibration. Figures and truth recovery: to come.
+# calibration, the planted-truth checks -> the figures.
 
 
 # ---------------------------------------------------------------- this run's paths
@@ -22,6 +22,7 @@ STUDY_TARGETS["exsitu"] = [
     res("exsitu", "maps.h5"),
     res("exsitu", "tables/errors.csv"),
     res("exsitu", "tables/truth_recovery.json"),
+    res("exsitu", "figures/fig2_examples.png"),
 ]
 
 
@@ -188,3 +189,66 @@ rule exsitu_evaluate:
         " --predictions {input.predictions:q} --table {output.table:q}"
         " --table-md {output.table_md:q} --report {output.report:q}"
         " --truth-recovery {output.truth:q} > {log:q} 2>&1"
+
+
+rule exsitu_figures:
+    input:
+        maps=res("exsitu", "maps.h5"),
+        predictions=res("exsitu", "predictions.h5"),
+        evaluation=res("exsitu", "tables/evaluation.json"),
+        truth=res("exsitu", "tables/truth_recovery.json"),
+        cvae_metrics=res("exsitu", "model/cvae_metrics.csv"),
+        flow_metrics=res("exsitu", "model/flow_metrics.csv"),
+    output:
+        fig2=report(
+            res("exsitu", "figures/fig2_examples.png"),
+            caption="../report/exsitu_fig2.rst",
+            category="Exsitu",
+            labels={"figure": "Fig 2: examples across f_ex"},
+        ),
+        fig3=report(
+            res("exsitu", "figures/fig3_residuals.png"),
+            caption="../report/exsitu_fig3.rst",
+            category="Exsitu",
+            labels={"figure": "Fig 3: per-pixel residuals"},
+        ),
+        radius=report(
+            res("exsitu", "figures/error_vs_radius.png"),
+            caption="../report/exsitu_radius.rst",
+            category="Exsitu",
+            labels={"figure": "Error vs radius"},
+        ),
+        integrated=report(
+            res("exsitu", "figures/integrated_fex.png"),
+            caption="../report/exsitu_integrated.rst",
+            category="Exsitu",
+            labels={"figure": "Integrated f_ex"},
+        ),
+        coverage=report(
+            res("exsitu", "figures/coverage.png"),
+            caption="../report/exsitu_coverage.rst",
+            category="Exsitu",
+            labels={"figure": "Interval coverage"},
+        ),
+        loss=report(
+            res("exsitu", "figures/loss_curves.png"),
+            caption="../report/exsitu_loss.rst",
+            category="Exsitu",
+            labels={"figure": "Loss curves"},
+        ),
+        **(truth_figure("exsitu", "Exsitu") if _EXSITU_MOCK else {}),
+    params:
+        config=cli_config("exsitu"),
+        outdir=lambda w, output: str(Path(output.fig2).parent),
+        truth=lambda w, input: f"--truth {input.truth}" if _EXSITU_MOCK else "",
+    log:
+        logfile("exsitu", "figures"),
+    benchmark:
+        benchfile("exsitu", "figures")
+    conda:
+        "../../envs/exsitu.yaml"
+    shell:
+        "galforge exsitu-figures --config {params.config:q} --maps {input.maps:q}"
+        " --predictions {input.predictions:q} --evaluation {input.evaluation:q}"
+        " --cvae-metrics {input.cvae_metrics:q} --flow-metrics {input.flow_metrics:q}"
+        " --outdir {params.outdir:q} {params.truth} > {log:q} 2>&1"

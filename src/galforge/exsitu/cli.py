@@ -65,6 +65,15 @@ def _evaluate(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
                    truth_out=args.truth_recovery)
 
 
+def _figures(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    from galforge.exsitu.figures import make_figures
+    from galforge.provenance import Provenance
+
+    make_figures(args.maps, args.predictions, args.evaluation, args.cvae_metrics,
+                 args.flow_metrics, args.outdir, Provenance.from_config(cfg, study="exsitu"),
+                 truth_in=args.truth)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the exsitu subcommands to the ``galforge`` parser."""
     add_command(sub, "exsitu-mock", _mock,
@@ -97,3 +106,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                  "table": "errors CSV", "table-md": "errors Markdown",
                  "report": "evaluation JSON",
                  "truth-recovery?": "the planted-truth checks (JSON, pass_<check> flags)"})
+    add_command(sub, "exsitu-figures", _figures,
+                "every figure of the study (PDF + PNG, provenance-stamped)",
+                {"maps": "maps HDF5", "predictions": "predictions HDF5",
+                 "evaluation": "evaluation JSON", "cvae-metrics": "CVAE metrics CSV",
+                 "flow-metrics": "flow metrics CSV", "outdir": "figures folder",
+                 "truth?": "truth_recovery.json (mock: adds the planted-truth figure)"})
