@@ -111,6 +111,7 @@ def test_sample_and_maps_steps_on_the_tiny_mock(tiny, tmp_path) -> None:
     assert not (tmp_path / "x.parquet").exists()
 
 
+@pytest.mark.slow
 def test_train_predict_evaluate_steps_on_the_tiny_mock(tiny, tmp_path) -> None:
     pytest.importorskip("torch")
     import pandas as pd
