@@ -33,6 +33,11 @@ def run_snakemake(*args: str, cwd: Path = REPO, timeout: int = 600,
     )
 
 
+def default_studies() -> list[str]:
+    """The ``studies`` of the repository's ``config.yaml``."""
+    return list(yaml.safe_load((REPO / "config.yaml").read_text())["studies"])
+
+
 def write_tiny_config(folder: Path, run: str = "ci") -> Path:
     """The repository's ``config.yaml`` at ``scale: tiny`` with its cache in ``folder``."""
     cfg = yaml.safe_load((REPO / "config.yaml").read_text())
@@ -48,10 +53,13 @@ def workflow_args(folder: Path) -> tuple[str, ...]:
             "--configfile", str(folder / "config.yaml"))
 
 
-def rules_claiming_a_gpu() -> set[str]:
-    """Names of the rules whose resources declare ``gpu=1`` (the training rules)."""
+def rules_claiming_a_gpu(studies: list[str] | None = None) -> set[str]:
+    """Names of the rules whose resources declare ``gpu=1`` (the training rules), of every
+    rules file or of the given studies' (``workflow/rules/<study>.smk``)."""
     names = set()
-    for smk in (REPO / "workflow" / "rules").glob("*.smk"):
+    rules = REPO / "workflow" / "rules"
+    for smk in ([rules / f"{s}.smk" for s in studies] if studies is not None
+                else rules.glob("*.smk")):
         for name, body in re.findall(r"^rule (\w+):\n((?:[ \t]+.*\n|\n)+)", smk.read_text(), re.M):
             if re.search(r"^\s+gpu=1,?\s*$", body, re.M):
                 names.add(name)

@@ -36,6 +36,7 @@ import pytest
 from conftest import REPO, in_ci
 from galforge.cli import FAIL_ONCE_ENV
 from snakemake_runs import (
+    default_studies,
     rules_claiming_a_gpu,
     run_snakemake,
     snakemake_env,
@@ -122,7 +123,7 @@ def test_the_tiny_pipeline_runs_through_the_profile(slurm_run):
     # the only job that did not complete is the deliberate first attempt
     assert [(rule_of(r), r["JobState"]) for r in failed] == [(FAILING_RULE, "FAILED")]
     ran = {rule_of(r) for r in records}
-    for study in ("environment", "spectra"):
+    for study in default_studies():
         assert f"{study}_train" in ran and f"{study}_figures" in ran, ran
 
 
@@ -141,7 +142,7 @@ def test_a_failed_job_is_retried_with_more_time_and_memory(slurm_run):
 
 
 def test_training_jobs_ran_in_the_gpu_partition_and_the_rest_in_cpu(slurm_run):
-    gpu_rules = rules_claiming_a_gpu()
+    gpu_rules = rules_claiming_a_gpu(default_studies())  # the studies of this run
     assert gpu_rules, "no rule claims gpu=1"
     seen = set()
     for r in slurm_run["records"]:
