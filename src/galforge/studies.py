@@ -83,6 +83,14 @@ REGISTRY: tuple[Study, ...] = (
         presets="galforge.spectra.presets:PRESETS",
         commands="galforge.spectra.cli:register",
     ),
+    Study(
+        name="alignment",
+        title="Alignment (Jagvaral, Lanusse, Mandelbaum et al.): TNG100 shapes and orientations "
+              "from the cosmic web",
+        settings="galforge.alignment.settings:AlignmentSettings",
+        presets="galforge.alignment.presets:PRESETS",
+        commands="galforge.alignment.cli:register",
+    ),
 )
 
 

@@ -1,0 +1,36 @@
+"""``galforge alignment-*`` subcommands (one per workflow rule)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from galforge.alignment import steps
+from galforge.alignment.settings import AlignmentSettings
+from galforge.commands import add_command
+from galforge.io import InputError
+
+
+def _settings(cfg: dict[str, Any]) -> AlignmentSettings:
+    return AlignmentSettings.from_dict(cfg["alignment"])
+
+
+def _catalog(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    s = _settings(cfg)
+    base = args.base_path or cfg["tng"]["base_path"]
+    if not base:
+        raise InputError("alignment-catalog needs a local TNG copy: set tng.base_path (the "
+                         "web-API route of the catalog is not written yet)")
+    steps.catalog(base, args.out, args.report, catalog=s.catalog, shapes=s.shapes,
+                  tidal=s.tidal, progress=not args.no_progress)
+
+
+def register(sub: Any) -> None:
+    """Add the alignment study's subcommands."""
+    add_command(sub, "alignment-catalog", _catalog,
+                "galaxies, FoF groups, stellar and DM shapes and the tidal field of a TNG "
+                "snapshot (a local copy or the mock)", {
+                    "base-path?": "the simulation's output/ folder (default: tng.base_path)",
+                    "out": "output catalog (HDF5)",
+                    "report": "output report (JSON: counts, conventions, halo-route check)",
+                })

@@ -1,0 +1,84 @@
+"""Every setting of the alignment study (the ``alignment:`` section of ``config.yaml``).
+
+The dataclass defaults are the papers' settings (Jagvaral et al. 2022, MNRAS 516, 2406)
+and the only place a default lives; :mod:`galforge.alignment.presets` holds the tiny /
+demo / paper overrides. Where the simulation lives is the global ``tng`` section.
+
+This module imports only the standard library and :mod:`galforge.settings`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from galforge import settings as gs
+from galforge.settings import Settings
+
+__all__ = ["AlignmentSettings", "CatalogSettings", "ShapeSettings", "TidalSettings",
+           "SHAPE_METHODS", "LINES_OF_SIGHT"]
+
+#: Inertia-tensor variants (see :mod:`galforge.alignment.shapes`).
+SHAPE_METHODS = ("simple", "reduced", "iterative")
+LINES_OF_SIGHT = ("x", "y", "z")
+
+
+@dataclass(frozen=True)
+class CatalogSettings(Settings):
+    """Which galaxies: TNG100-1 z = 0 subhaloes above both mass cuts."""
+
+    snapshot: int = gs.integer(99, "TNG snapshot (99 is z = 0).", lo=0, hi=99)
+    log_mstar_min: float = gs.number(9.0, "log10 M* [Msun] (SubhaloMassType stars) above.",
+                                     lo=6.0, hi=13.0)
+    log_mdm_min: float = gs.number(9.0, "log10 M_dm [Msun] (SubhaloMassType DM) above.",
+                                   lo=6.0, hi=15.0)
+    max_galaxies: int | None = gs.integer(
+        None, "Keep at most this many (the most massive in M*; null = all).", lo=1,
+        optional=True)
+    line_of_sight: str = gs.choice("z", LINES_OF_SIGHT,
+                                   "Box axis along which e1/e2 and w_g+ are projected.")
+
+
+@dataclass(frozen=True)
+class ShapeSettings(Settings):
+    """Shapes from the particles within ``aperture`` stellar half-mass radii."""
+
+    method: str = gs.choice("simple", SHAPE_METHODS,
+                            "The shape the models learn (all three are written): simple "
+                            "(the authors'), reduced, iterative (reduced, ellipsoidal).")
+    aperture: float = gs.number(2.0, "Aperture in stellar half-mass radii (SubhaloHalfmassRadType).",
+                                lo=0.0, lo_open=True, hi=100.0)
+    dm_aperture: float | None = gs.number(
+        None, "DM shapes: aperture in stellar half-mass radii (null = all the subhalo's DM "
+        "particles).", lo=0.0, lo_open=True, hi=100.0, optional=True)
+    rtol: float = gs.number(0.01, "Iterative reduced: stop when q and s change by less.",
+                            lo=0.0, lo_open=True, hi=1.0)
+    max_iter: int = gs.integer(10, "Iterative reduced: at most this many iterations.",
+                               lo=1, hi=1000)
+    min_particles: int = gs.integer(10, "Fewer particles in the aperture: no shape (NaN).",
+                                    lo=3, hi=1_000_000)
+
+
+@dataclass(frozen=True)
+class TidalSettings(Settings):
+    """The tidal field of the DM density on a mesh."""
+
+    mesh: int = gs.integer(1024, "Cells per side of the density mesh (the authors' 1024).",
+                           lo=8, hi=4096)
+    smoothing: tuple[float, ...] = gs.numbers(
+        (0.1, 0.5, 1.0), "Gaussian smoothing scales [h^-1 Mpc].", lo=0.0, lo_open=True,
+        min_length=1, increasing=True)
+    route: str = gs.choice(
+        "auto", ("auto", "particles", "halos"),
+        "Density from: the snapshot's DM particles (streamed chunk by chunk), the group "
+        "catalog's haloes (the web-API route), or auto (particles when tng.base_path is set "
+        "or the mock is used).")
+
+
+@dataclass(frozen=True)
+class AlignmentSettings(Settings):
+    """Alignment study (Jagvaral, Lanusse, Mandelbaum et al.) - galaxy shapes and orientations
+    from the cosmic web (graph WGAN-GP, SO(3) diffusion)."""
+
+    catalog: CatalogSettings = gs.section(CatalogSettings)
+    shapes: ShapeSettings = gs.section(ShapeSettings)
+    tidal: TidalSettings = gs.section(TidalSettings)

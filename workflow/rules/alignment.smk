@@ -1,0 +1,64 @@
+# Alignment study (Jagvaral, Lanusse, Mandelbaum et al.): TNG100 galaxies' shapes and
+# orientations from their place in the cosmic web. So far: the mock TNG universe (or a
+# local TNG copy, tng.base_path) -> the catalog (groups, shapes, tidal field, e1/e2).
+
+
+# ---------------------------------------------------------------- this run's paths
+# (values, not functions: the configuration is fixed when the workflow is read)
+
+_ALIGNMENT_ON_MOCK = config["source"] == "mock"
+#: The mock TNG simulation folder (its output/ is the base path), on the mock only.
+ALIGNMENT_MOCK_SIM = res("alignment", f"mock/{config['tng']['simulation']}")
+#: The catalog rule's input: the mock's folder, or nothing (tng.base_path, outside the run).
+ALIGNMENT_SIM_INPUT = {"sim": ALIGNMENT_MOCK_SIM} if _ALIGNMENT_ON_MOCK else {}
+#: --base-path of the catalog rule (empty: tng.base_path from the configuration).
+ALIGNMENT_BASE_ARG = f"--base-path {ALIGNMENT_MOCK_SIM}/output" if _ALIGNMENT_ON_MOCK else ""
+#: The global tng section travels with this study's rules only (the other studies' params
+#: stay as cli_config writes them).
+ALIGNMENT_TNG = {"tng": config["tng"]}
+
+STUDY_TARGETS["alignment"] = [
+    res("alignment", "catalog.h5"),
+    res("alignment", "tables/catalog.json"),
+]
+
+
+# ---------------------------------------------------------------- rules
+rule alignment_mock_tng:
+    output:
+        directory(ALIGNMENT_MOCK_SIM),
+    params:
+        config=json.dumps({**json.loads(cli_config(None)), **ALIGNMENT_TNG}, sort_keys=True,
+                          separators=(",", ":")),
+    log:
+        logfile("alignment", "mock_tng"),
+    benchmark:
+        benchfile("alignment", "mock_tng")
+    conda:
+        "../../envs/alignment.yaml"
+    shell:
+        "galforge mock-tng --config {params.config:q} --no-progress --out {output:q}"
+        " > {log:q} 2>&1"
+
+
+rule alignment_catalog:
+    input:
+        **ALIGNMENT_SIM_INPUT,
+    output:
+        catalog=res("alignment", "catalog.h5"),
+        report=res("alignment", "tables/catalog.json"),
+    params:
+        config=json.dumps(
+            {**json.loads(cli_config("alignment", "catalog", "shapes", "tidal")), **ALIGNMENT_TNG},
+            sort_keys=True, separators=(",", ":")),
+        base=ALIGNMENT_BASE_ARG,
+    threads: 1
+    log:
+        logfile("alignment", "catalog"),
+    benchmark:
+        benchfile("alignment", "catalog")
+    conda:
+        "../../envs/alignment.yaml"
+    shell:
+        "galforge alignment-catalog --config {params.config:q} --no-progress {params.base}"
+        " --out {output.catalog:q} --report {output.report:q} > {log:q} 2>&1"
