@@ -29,11 +29,11 @@ def built(tmp_path_factory):
         halos = {k: f["halos"][k][()] for k in f["halos"]}
     row = np.full(truth["SubfindID_099"].max() + 1, -1)
     row[truth["SubfindID_099"]] = np.arange(len(row))
-    return cols, attrs, report, truth, halos, row[cols["subhalo_id"]]
+    return cols, attrs, report, truth, halos, row[cols["subhalo_id"]], mock.truth_path
 
 
 def test_selection_groups_and_centrals(built):
-    cols, attrs, report, truth, _, r = built
+    cols, attrs, report, truth, _, r, _ = built
     assert report == attrs and attrs["n_galaxies"] == len(cols["subhalo_id"]) == 149
     assert np.all(cols["log_mstar"] > 9) and np.all(cols["log_mdm"] > 9)
     # the catalog's SubhaloMassType holds the wind particles too (up to 0.05 dex here)
@@ -50,7 +50,7 @@ def test_star_shapes_follow_the_planted_ones(built):
     """Few star particles per tiny-mock galaxy (tens to hundreds) and the 2 r_half sphere:
     noisy, but the planted axis ratios and major axes come through (measured on seed 42:
     Spearman 0.6, median major-axis angle 15.5° for the simple tensor; random: 0, 60°)."""
-    cols, _, _, truth, _, r = built
+    cols, _, _, truth, _, r, _ = built
     for m in ("simple", "reduced", "iterative"):
         q = cols[f"star_q_{m}"]
         assert np.all(np.isfinite(q)) and np.all((q > 0) & (q <= 1))
@@ -69,7 +69,7 @@ def test_tidal_field_at_the_galaxies(built):
     0.1/0.5/1 h^-1 Mpc). (The tiny box's 93 haloes do not trace the planted linear field:
     the measured stretching axes at the centrals are at a median 59° from the planted
     ones, random being 60°; that check needs the demo mock.)"""
-    cols, attrs, _, _, _, _ = built
+    cols, attrs, _, _, _, _, _ = built
     lam = cols["tidal_lambda"]
     assert lam.shape == (149, 3, 3) and np.all(np.diff(lam, axis=2) <= 0)
     for r_s, cmp in attrs["halo_route"].items():
@@ -116,3 +116,33 @@ def test_the_real_cutout_gives_a_shape():
         assert turned.q == pytest.approx(sh.q, rel=1e-6)
         assert turned.s == pytest.approx(sh.s, rel=1e-6)
         assert axis_angle_deg(turned.axes[:, 0], rot @ sh.axes[:, 0]) < 1e-3
+
+
+def test_stats_step_writes_its_tables(built, tmp_path):
+    """The stats step on the tiny catalog: the tables, the summary, the truth check's
+    numbers and flag (the tiny mock's density sample reaches log M* 8.5, the catalog's 9:
+    the check is made at demo scale, tests/alignment/test_alignment_acceptance.py)."""
+    import json
+
+    import pandas as pd
+
+    cols, attrs, _, _, _, _, truth_path = built
+    cat = tmp_path / "c.h5"
+    write_catalog(cat, cols, attrs)
+    truth = truth_path
+    s = AlignmentSettings.from_dict({"stats": {"rp_max": 4.0, "n_rp": 5, "pi_max": 5.0,
+                                               "n_pi": 10, "jackknife": 8,
+                                               "shape_log_mstar_min": 9.5}}).stats
+    out = {k: tmp_path / f"{k}.csv" for k in ("wgp", "ed_ee", "mis")}
+    rep = steps.stats(cat, out["wgp"], out["ed_ee"], out["mis"], tmp_path / "s.json",
+                      settings=s, truth=truth, truth_out=tmp_path / "t.json")
+    w = pd.read_csv(out["wgp"])
+    assert list(w.columns[:5]) == ["rp", "wgg", "wgg_err", "wgp", "wgp_err"] and len(w) == 5
+    assert np.all(w["wgg_err"] > 0) and len(pd.read_csv(out["mis"])) == 149
+    t = json.loads((tmp_path / "t.json").read_text())
+    assert isinstance(t["pass_wgp_mock"], bool) and len(t["wgp_measured"]) == 5
+    assert t["pass_wgp_mock"] == (t["wgp_fraction_within_1sigma"] >= 0.8)
+    assert rep["truth"] == t and rep["n_shape"] == t["n_shape"]
+    with pytest.raises(InputError, match="box is smaller"):
+        steps.stats(cat, out["wgp"], out["ed_ee"], out["mis"], tmp_path / "s.json",
+                    settings=s.replace(pi_max=10.0))

@@ -1,6 +1,7 @@
 # Alignment study (Jagvaral, Lanusse, Mandelbaum et al.): TNG100 galaxies' shapes and
 # orientations from their place in the cosmic web. So far: the mock TNG universe (or a
-# local TNG copy, tng.base_path) -> the catalog (groups, shapes, tidal field, e1/e2).
+# local TNG copy, tng.base_path) -> the catalog (groups, shapes, tidal field, e1/e2) ->
+# the statistics (w_gg, w_g+ with MeasureIA, ED/EE, misalignments; the planted w_g+ check).
 
 
 # ---------------------------------------------------------------- this run's paths
@@ -17,9 +18,24 @@ ALIGNMENT_BASE_ARG = f"--base-path {ALIGNMENT_MOCK_SIM}/output" if _ALIGNMENT_ON
 #: stay as cli_config writes them).
 ALIGNMENT_TNG = {"tng": config["tng"]}
 
+#: The stats rule's planted-truth output and arguments, on the mock only.
+ALIGNMENT_TRUTH_OUT = (
+    {"truth_report": res("alignment", "tables/truth_recovery.json")} if _ALIGNMENT_ON_MOCK else {}
+)
+ALIGNMENT_TRUTH_ARGS = (
+    f"--truth {ALIGNMENT_MOCK_SIM}/truth.hdf5"
+    f" --truth-report {res('alignment', 'tables/truth_recovery.json')}"
+    if _ALIGNMENT_ON_MOCK
+    else ""
+)
+
 STUDY_TARGETS["alignment"] = [
     res("alignment", "catalog.h5"),
     res("alignment", "tables/catalog.json"),
+    res("alignment", "tables/wgp.csv"),
+    res("alignment", "tables/ed_ee.csv"),
+    res("alignment", "tables/stats.json"),
+    *ALIGNMENT_TRUTH_OUT.values(),
 ]
 
 
@@ -62,3 +78,30 @@ rule alignment_catalog:
     shell:
         "galforge alignment-catalog --config {params.config:q} --no-progress {params.base}"
         " --out {output.catalog:q} --report {output.report:q} > {log:q} 2>&1"
+
+
+rule alignment_stats:
+    input:
+        catalog=res("alignment", "catalog.h5"),
+        **({"sim": ALIGNMENT_MOCK_SIM} if _ALIGNMENT_ON_MOCK else {}),
+    output:
+        wgp=res("alignment", "tables/wgp.csv"),
+        ed_ee=res("alignment", "tables/ed_ee.csv"),
+        misalignments=res("alignment", "tables/misalignments.csv"),
+        summary=res("alignment", "tables/stats.json"),
+        **ALIGNMENT_TRUTH_OUT,
+    params:
+        config=cli_config("alignment", "stats"),
+        truth=ALIGNMENT_TRUTH_ARGS,
+    threads: 1
+    log:
+        logfile("alignment", "stats"),
+    benchmark:
+        benchfile("alignment", "stats")
+    conda:
+        "../../envs/alignment.yaml"
+    shell:
+        "galforge alignment-stats --config {params.config:q} --no-progress"
+        " --catalog {input.catalog:q} --wgp {output.wgp:q} --ed-ee {output.ed_ee:q}"
+        " --misalignments {output.misalignments:q} --summary {output.summary:q}"
+        " {params.truth} > {log:q} 2>&1"

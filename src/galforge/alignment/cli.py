@@ -25,6 +25,11 @@ def _catalog(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
                   tidal=s.tidal, progress=not args.no_progress)
 
 
+def _stats(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    steps.stats(args.catalog, args.wgp, args.ed_ee, args.misalignments, args.summary,
+                settings=_settings(cfg).stats, truth=args.truth, truth_out=args.truth_report)
+
+
 def register(sub: Any) -> None:
     """Add the alignment study's subcommands."""
     add_command(sub, "alignment-catalog", _catalog,
@@ -33,4 +38,15 @@ def register(sub: Any) -> None:
                     "base-path?": "the simulation's output/ folder (default: tng.base_path)",
                     "out": "output catalog (HDF5)",
                     "report": "output report (JSON: counts, conventions, halo-route check)",
+                })
+    add_command(sub, "alignment-stats", _stats,
+                "w_gg and w_g+ (MeasureIA, jackknife), ED/EE and misalignment angles of the "
+                "catalog; on the mock, the planted w_g+ check", {
+                    "catalog": "input catalog (HDF5, alignment-catalog)",
+                    "wgp": "output w_gg and w_g+ table (CSV)",
+                    "ed-ee": "output ED and EE table (CSV)",
+                    "misalignments": "output misalignment angles per galaxy (CSV)",
+                    "summary": "output summary (JSON)",
+                    "truth?": "the mock's truth.hdf5 (mock runs)",
+                    "truth-report?": "output planted-truth check (JSON; with --truth)",
                 })

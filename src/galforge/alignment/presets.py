@@ -16,15 +16,21 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "catalog": {},
         "shapes": {},
         "tidal": {"mesh": 48},
+        # the 15 h^-1 Mpc box: the tiny mock truth's binning
+        "stats": {"rp_max": 4.0, "n_rp": 5, "pi_max": 5.0, "n_pi": 10, "jackknife": 8,
+                  "shape_log_mstar_min": 9.5},
     },
     "demo": {
         "catalog": {},
         "shapes": {},
         "tidal": {"mesh": 128},
+        "stats": {},
     },
     "paper": {
         "catalog": {},
         "shapes": {},
         "tidal": {},
+        # TNG100's 75 h^-1 Mpc box: the paper mock truth's binning
+        "stats": {"rp_max": 20.0, "n_rp": 10, "pi_max": 20.0, "n_pi": 40},
     },
 }

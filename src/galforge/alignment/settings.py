@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from galforge import settings as gs
 from galforge.settings import Settings
 
-__all__ = ["AlignmentSettings", "CatalogSettings", "ShapeSettings", "TidalSettings",
+__all__ = ["AlignmentSettings", "CatalogSettings", "ShapeSettings", "StatsSettings",
+           "TidalSettings",
            "SHAPE_METHODS", "LINES_OF_SIGHT"]
 
 #: Inertia-tensor variants (see :mod:`galforge.alignment.shapes`).
@@ -75,6 +76,34 @@ class TidalSettings(Settings):
 
 
 @dataclass(frozen=True)
+class StatsSettings(Settings):
+    """The alignment statistics: w_gg and w_g+ (MeasureIA), ED/EE, misalignments.
+
+    The defaults are the mock truth's binning (``galforge.mock.tng``: 8 log r_p bins from
+    0.1 to 10 h^-1 Mpc, Pi_max = 10 h^-1 Mpc, shapes of log M* >= 10 against every galaxy).
+    """
+
+    rp_min: float = gs.number(0.1, "Smallest r_p (and 3-D r) bin edge [h^-1 Mpc].",
+                              lo=0.0, lo_open=True)
+    rp_max: float = gs.number(10.0, "Largest r_p (and 3-D r) bin edge [h^-1 Mpc].",
+                              lo=0.0, lo_open=True)
+    n_rp: int = gs.integer(8, "Logarithmic r_p bins.", lo=1, hi=100)
+    pi_max: float = gs.number(10.0, "Line-of-sight half depth Pi_max [h^-1 Mpc].",
+                              lo=0.0, lo_open=True)
+    n_pi: int = gs.integer(20, "Line-of-sight bins over [-Pi_max, Pi_max].", lo=1, hi=1000)
+    jackknife: int = gs.choice(27, (8, 27, 64, 125), "Jackknife sub-boxes (a cube number).")
+    shape_log_mstar_min: float = gs.number(10.0, "Shape sample: log10 M* [Msun] at least.",
+                                           lo=6.0, hi=13.0)
+    responsivity: bool = gs.flag(
+        False, "Divide w_g+ by the shear responsivity 2R (MeasureIA's option); off: the "
+        "distortion e = (1 - q^2)/(1 + q^2) as it is (the mock truth's convention).")
+
+    def check(self) -> None:
+        if self.rp_min >= self.rp_max:
+            raise ValueError(f"rp_min ({self.rp_min}) must be below rp_max ({self.rp_max})")
+
+
+@dataclass(frozen=True)
 class AlignmentSettings(Settings):
     """Alignment study (Jagvaral, Lanusse, Mandelbaum et al.) - galaxy shapes and orientations
     from the cosmic web (graph WGAN-GP, SO(3) diffusion)."""
@@ -82,3 +111,4 @@ class AlignmentSettings(Settings):
     catalog: CatalogSettings = gs.section(CatalogSettings)
     shapes: ShapeSettings = gs.section(ShapeSettings)
     tidal: TidalSettings = gs.section(TidalSettings)
+    stats: StatsSettings = gs.section(StatsSettings)
