@@ -1,7 +1,8 @@
 # Alignment study (Jagvaral, Lanusse, Mandelbaum et al.): TNG100 galaxies' shapes and
 # orientations from their place in the cosmic web. So far: the mock TNG universe (or a
 # local TNG copy, tng.base_path) -> the catalog (groups, shapes, tidal field, e1/e2) ->
-# the statistics (w_gg, w_g+ with MeasureIA, ED/EE, misalignments; the planted w_g+ check).
+# the statistics (w_gg, w_g+ with MeasureIA, ED/EE, misalignments; the planted w_g+ check);
+# the catalog's FoF-group graphs -> the graph WGAN-GP -> a generated catalog.
 
 
 # ---------------------------------------------------------------- this run's paths
@@ -36,6 +37,7 @@ STUDY_TARGETS["alignment"] = [
     res("alignment", "tables/ed_ee.csv"),
     res("alignment", "tables/stats.json"),
     *ALIGNMENT_TRUTH_OUT.values(),
+    res("alignment", "generated/gan.h5"),
 ]
 
 
@@ -105,3 +107,30 @@ rule alignment_stats:
         " --catalog {input.catalog:q} --wgp {output.wgp:q} --ed-ee {output.ed_ee:q}"
         " --misalignments {output.misalignments:q} --summary {output.summary:q}"
         " {params.truth} > {log:q} 2>&1"
+
+
+rule alignment_train_gan:
+    input:
+        res("alignment", "catalog.h5"),
+    output:
+        model=res("alignment", "model/gan.pt"),
+        metrics=res("alignment", "model/gan_metrics.csv"),
+        generated=res("alignment", "generated/gan.h5"),
+        summary=res("alignment", "model/gan.json"),
+    params:
+        config=cli_config("alignment", "graphs", "gan", "gan_train", "split"),
+        workdir=res("alignment", "work/gan"),
+    threads: 1
+    resources:
+        gpu=1,
+    log:
+        logfile("alignment", "train_gan"),
+    benchmark:
+        benchfile("alignment", "train_gan")
+    conda:
+        "../../envs/alignment.yaml"
+    shell:
+        "galforge alignment-train-gan --config {params.config:q} --no-progress --threads {threads}"
+        " --catalog {input:q} --model {output.model:q} --metrics {output.metrics:q}"
+        " --generated {output.generated:q} --summary {output.summary:q}"
+        " --workdir {params.workdir:q} > {log:q} 2>&1"

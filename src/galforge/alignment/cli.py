@@ -30,6 +30,12 @@ def _stats(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
                 settings=_settings(cfg).stats, truth=args.truth, truth_out=args.truth_report)
 
 
+def _train_gan(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    steps.train_gan(args.catalog, args.model, args.metrics, args.generated, args.summary,
+                    args.workdir, settings=_settings(cfg), seed=cfg["seed"],
+                    progress=not args.no_progress, run_config=cfg)
+
+
 def register(sub: Any) -> None:
     """Add the alignment study's subcommands."""
     add_command(sub, "alignment-catalog", _catalog,
@@ -49,4 +55,14 @@ def register(sub: Any) -> None:
                     "summary": "output summary (JSON)",
                     "truth?": "the mock's truth.hdf5 (mock runs)",
                     "truth-report?": "output planted-truth check (JSON; with --truth)",
+                })
+    add_command(sub, "alignment-train-gan", _train_gan,
+                "train the graph WGAN-GP on the catalog's FoF-group graphs and write a "
+                "generated catalog", {
+                    "catalog": "input catalog (HDF5, alignment-catalog)",
+                    "model": "output model checkpoint",
+                    "metrics": "output training metrics (CSV)",
+                    "generated": "output generated catalog (HDF5)",
+                    "summary": "output training summary (JSON)",
+                    "workdir": "work folder of the resumable checkpoint",
                 })

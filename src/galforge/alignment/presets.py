@@ -19,12 +19,21 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         # the 15 h^-1 Mpc box: the tiny mock truth's binning
         "stats": {"rp_max": 4.0, "n_rp": 5, "pi_max": 5.0, "n_pi": 10, "jackknife": 8,
                   "shape_log_mstar_min": 9.5},
+        "graphs": {},
+        "gan": {"hidden": 16, "layers": 1},
+        "gan_train": {"epochs": 2},
+        "split": {},
     },
     "demo": {
         "catalog": {},
         "shapes": {},
         "tidal": {"mesh": 128},
         "stats": {},
+        "graphs": {},
+        # about 2 s per epoch of the demo's 2,100 training groups on one thread
+        "gan": {"hidden": 32, "layers": 2},
+        "gan_train": {"epochs": 30},
+        "split": {},
     },
     "paper": {
         "catalog": {},
@@ -32,5 +41,9 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "tidal": {},
         # TNG100's 75 h^-1 Mpc box: the paper mock truth's binning
         "stats": {"rp_max": 20.0, "n_rp": 10, "pi_max": 20.0, "n_pi": 40},
+        "graphs": {},
+        "gan": {},
+        "gan_train": {"epochs": 500},
+        "split": {},
     },
 }

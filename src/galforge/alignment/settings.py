@@ -4,18 +4,21 @@ The dataclass defaults are the papers' settings (Jagvaral et al. 2022, MNRAS 516
 and the only place a default lives; :mod:`galforge.alignment.presets` holds the tiny /
 demo / paper overrides. Where the simulation lives is the global ``tng`` section.
 
-This module imports only the standard library and :mod:`galforge.settings`.
+This module imports only the standard library and the (torch-free) settings modules.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from galforge import settings as gs
-from galforge.settings import Settings
+from galforge.settings import ModelSettings, Settings
+from galforge.train.settings import TrainSettings
+from galforge.train.split import SplitSettings
 
-__all__ = ["AlignmentSettings", "CatalogSettings", "ShapeSettings", "StatsSettings",
-           "TidalSettings",
+__all__ = ["AlignmentSettings", "CatalogSettings", "GanModelSettings", "GraphSettings",
+           "ShapeSettings", "StatsSettings", "TidalSettings",
            "SHAPE_METHODS", "LINES_OF_SIGHT"]
 
 #: Inertia-tensor variants (see :mod:`galforge.alignment.shapes`).
@@ -104,6 +107,32 @@ class StatsSettings(Settings):
 
 
 @dataclass(frozen=True)
+class GraphSettings(Settings):
+    """One graph per FoF group (:mod:`galforge.alignment.graphs`)."""
+
+    radius: float = gs.number(1.0, "Edges between a group's galaxies closer than this "
+                              "[h^-1 Mpc].", lo=0.0, lo_open=True, hi=50.0)
+    clip: float = gs.number(5.0, "Robust-scaled node features clipped to +-clip.", lo=0.0,
+                            lo_open=True)
+
+
+@dataclass(frozen=True)
+class GanModelSettings(ModelSettings):
+    """The graph WGAN-GP's networks (:class:`galforge.alignment.gan.GraphWGAN`)."""
+
+    model_class: ClassVar[str] = "galforge.alignment.gan:GraphWGAN"
+
+    hidden: int = gs.integer(64, "Width of the message-passing layers.", lo=4, hi=4096)
+    layers: int = gs.integer(3, "Message-passing layers of generator and critic.", lo=1, hi=32)
+    gp_weight: float = gs.number(10.0, "Gradient-penalty weight lambda.", lo=0.0)
+    n_critic: int = gs.integer(5, "Critic steps per generator step.", lo=1, hi=100)
+
+    def model_kwargs(self) -> dict[str, Any]:
+        return {"hidden": self.hidden, "layers": self.layers, "gp_weight": self.gp_weight,
+                "n_critic": self.n_critic}
+
+
+@dataclass(frozen=True)
 class AlignmentSettings(Settings):
     """Alignment study (Jagvaral, Lanusse, Mandelbaum et al.) - galaxy shapes and orientations
     from the cosmic web (graph WGAN-GP, SO(3) diffusion)."""
@@ -112,3 +141,11 @@ class AlignmentSettings(Settings):
     shapes: ShapeSettings = gs.section(ShapeSettings)
     tidal: TidalSettings = gs.section(TidalSettings)
     stats: StatsSettings = gs.section(StatsSettings)
+    graphs: GraphSettings = gs.section(GraphSettings)
+    gan: GanModelSettings = gs.section(GanModelSettings)
+    gan_train: TrainSettings = gs.section(
+        TrainSettings, "Training of the graph WGAN-GP (the seed is the run's `seed`): Adam "
+        "at 1e-3, 64 graphs per batch as the paper.",
+        defaults={"lr": 1e-3, "batch_size": 64, "epochs": 60})
+    split: SplitSettings = gs.section(SplitSettings, "Train/validation split of the groups.",
+                                      defaults={"val_fraction": 0.1})

@@ -16,7 +16,7 @@ from galforge.alignment.settings import (
 )
 from galforge.io import InputError, atomic_path, write_json
 
-__all__ = ["catalog", "stats"]
+__all__ = ["catalog", "stats", "train_gan"]
 
 
 def catalog(base_path: str | Path, catalog_out: str | Path, report_out: str | Path, *,
@@ -143,3 +143,19 @@ def _truth_check(cols: dict[str, Any], truth: str | Path, good: np.ndarray, box:
         "n_density": len(cols["pos"]), "n_density_truth": int(t["n_density"]),
         "pass_wgp_mock": bool(frac >= 0.8),
     }
+
+
+def train_gan(catalog_in: str | Path, model_out: str | Path, metrics_out: str | Path,
+              generated_out: str | Path, summary_out: str | Path, workroot: str | Path, *,
+              settings: Any, seed: int, progress: bool = True,
+              run_config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train the graph WGAN-GP (``settings``: the study's AlignmentSettings) and sample it."""
+    from galforge.alignment import training
+
+    summary = training.train_gan(catalog_in, model_out, metrics_out, generated_out, workroot,
+                                 graphs=settings.graphs, model=settings.gan,
+                                 train=settings.gan_train,
+                                 val_fraction=settings.split.val_fraction, seed=seed,
+                                 progress=progress, run_config=run_config)
+    write_json(summary, summary_out)
+    return summary
