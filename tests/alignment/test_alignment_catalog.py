@@ -146,3 +146,39 @@ def test_stats_step_writes_its_tables(built, tmp_path):
     with pytest.raises(InputError, match="box is smaller"):
         steps.stats(cat, out["wgp"], out["ed_ee"], out["mis"], tmp_path / "s.json",
                     settings=s.replace(pi_max=10.0))
+
+
+def test_evaluate_step_gathers_every_pass_flag(built, tmp_path):
+    """truth_recovery.json: the planted w_g+ check, each model's three checks and the SO(3)
+    benchmark's, one boolean pass_<check> each (here the "model" is the catalog's own
+    shapes, so its checks pass)."""
+    import json
+
+    from galforge.alignment.training import write_generated
+
+    cols, attrs, _, _, _, _, truth_path = built
+    cat = tmp_path / "c.h5"
+    write_catalog(cat, cols, attrs)
+    s = AlignmentSettings.from_dict({"stats": {"rp_max": 4.0, "n_rp": 5, "pi_max": 5.0,
+                                               "n_pi": 10, "jackknife": 8,
+                                               "shape_log_mstar_min": 9.5}}).stats
+    steps.stats(cat, tmp_path / "w.csv", tmp_path / "e.csv", tmp_path / "m.csv",
+                tmp_path / "stats.json", settings=s, truth=truth_path)
+    write_generated(tmp_path / "g.h5", cols["subhalo_id"], cols["star_axes_simple"],
+                    cols["star_q_simple"], cols["star_s_simple"], "z", model="gan")
+    (tmp_path / "so3.json").write_text(json.dumps({"blobs2": {}, "pass_blobs2": False}))
+    rep = steps.evaluate(cat, {"gan": tmp_path / "g.h5"}, tmp_path / "stats.json",
+                         tmp_path / "so3.json", tmp_path / "checks.json",
+                         tmp_path / "truth.json", settings=s)
+    t = json.loads((tmp_path / "truth.json").read_text())
+    flags = {k: v for k, v in t.items() if k.startswith("pass_")}
+    assert set(flags) == {"pass_wgp_mock", "pass_gan_wgp", "pass_gan_cos2_satellites",
+                          "pass_gan_axis_ratios", "pass_so3_blobs2"}
+    assert all(isinstance(v, bool) for v in flags.values()) and not t["pass_so3_blobs2"]
+    assert t["pass_gan_wgp"] and t["pass_gan_cos2_satellites"] and t["pass_gan_axis_ratios"]
+    assert rep["models"]["gan"]["pass"]
+    with pytest.raises(InputError, match="no planted-truth check"):
+        (tmp_path / "nostats.json").write_text("{}")
+        steps.evaluate(cat, {"gan": tmp_path / "g.h5"}, tmp_path / "nostats.json",
+                       tmp_path / "so3.json", tmp_path / "c2.json", tmp_path / "t2.json",
+                       settings=s)

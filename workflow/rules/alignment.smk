@@ -2,7 +2,8 @@
 # orientations from their place in the cosmic web. So far: the mock TNG universe (or a
 # local TNG copy, tng.base_path) -> the catalog (groups, shapes, tidal field, e1/e2) ->
 # the statistics (w_gg, w_g+ with MeasureIA, ED/EE, misalignments; the planted w_g+ check);
-# the catalog's FoF-group graphs -> the graph WGAN-GP -> a generated catalog.
+# the catalog's FoF-group graphs -> the graph WGAN-GP -> a generated catalog; the SO(3)
+# diffusion model's synthetic benchmark.
 
 
 # ---------------------------------------------------------------- this run's paths
@@ -19,15 +20,14 @@ ALIGNMENT_BASE_ARG = f"--base-path {ALIGNMENT_MOCK_SIM}/output" if _ALIGNMENT_ON
 #: stay as cli_config writes them).
 ALIGNMENT_TNG = {"tng": config["tng"]}
 
-#: The stats rule's planted-truth output and arguments, on the mock only.
+#: The planted truth: the stats rule's input (its check lands in stats.json) and the
+#: evaluate rule's truth_recovery.json, on the mock only.
+ALIGNMENT_TRUTH_ARGS = f"--truth {ALIGNMENT_MOCK_SIM}/truth.hdf5" if _ALIGNMENT_ON_MOCK else ""
 ALIGNMENT_TRUTH_OUT = (
     {"truth_report": res("alignment", "tables/truth_recovery.json")} if _ALIGNMENT_ON_MOCK else {}
 )
-ALIGNMENT_TRUTH_ARGS = (
-    f"--truth {ALIGNMENT_MOCK_SIM}/truth.hdf5"
-    f" --truth-report {res('alignment', 'tables/truth_recovery.json')}"
-    if _ALIGNMENT_ON_MOCK
-    else ""
+ALIGNMENT_TRUTH_REPORT_ARG = (
+    f"--truth-report {res('alignment', 'tables/truth_recovery.json')}" if _ALIGNMENT_ON_MOCK else ""
 )
 
 STUDY_TARGETS["alignment"] = [
@@ -38,6 +38,8 @@ STUDY_TARGETS["alignment"] = [
     res("alignment", "tables/stats.json"),
     *ALIGNMENT_TRUTH_OUT.values(),
     res("alignment", "generated/gan.h5"),
+    res("alignment", "tables/so3_benchmark.json"),
+    res("alignment", "tables/model_checks.json"),
 ]
 
 
@@ -91,7 +93,6 @@ rule alignment_stats:
         ed_ee=res("alignment", "tables/ed_ee.csv"),
         misalignments=res("alignment", "tables/misalignments.csv"),
         summary=res("alignment", "tables/stats.json"),
-        **ALIGNMENT_TRUTH_OUT,
     params:
         config=cli_config("alignment", "stats"),
         truth=ALIGNMENT_TRUTH_ARGS,
@@ -134,3 +135,48 @@ rule alignment_train_gan:
         " --catalog {input:q} --model {output.model:q} --metrics {output.metrics:q}"
         " --generated {output.generated:q} --summary {output.summary:q}"
         " --workdir {params.workdir:q} > {log:q} 2>&1"
+
+
+rule alignment_so3_benchmark:
+    output:
+        report=res("alignment", "tables/so3_benchmark.json"),
+        samples=res("alignment", "model/so3_benchmark_samples.h5"),
+    params:
+        config=cli_config("alignment", "so3_benchmark"),
+    threads: 1
+    resources:
+        gpu=1,
+    log:
+        logfile("alignment", "so3_benchmark"),
+    benchmark:
+        benchfile("alignment", "so3_benchmark")
+    conda:
+        "../../envs/alignment.yaml"
+    shell:
+        "galforge alignment-so3-benchmark --config {params.config:q} --no-progress"
+        " --threads {threads} --out {output.report:q} --samples {output.samples:q} > {log:q} 2>&1"
+
+
+rule alignment_evaluate:
+    input:
+        catalog=res("alignment", "catalog.h5"),
+        gan=res("alignment", "generated/gan.h5"),
+        stats=res("alignment", "tables/stats.json"),
+        so3=res("alignment", "tables/so3_benchmark.json"),
+    output:
+        checks=res("alignment", "tables/model_checks.json"),
+        **ALIGNMENT_TRUTH_OUT,
+    params:
+        config=cli_config("alignment", "stats"),
+        truth=ALIGNMENT_TRUTH_REPORT_ARG,
+    threads: 1
+    log:
+        logfile("alignment", "evaluate"),
+    benchmark:
+        benchfile("alignment", "evaluate")
+    conda:
+        "../../envs/alignment.yaml"
+    shell:
+        "galforge alignment-evaluate --config {params.config:q} --no-progress"
+        " --catalog {input.catalog:q} --gan {input.gan:q} --stats {input.stats:q}"
+        " --so3 {input.so3:q} --out {output.checks:q} {params.truth} > {log:q} 2>&1"

@@ -36,6 +36,16 @@ def _train_gan(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
                     progress=not args.no_progress, run_config=cfg)
 
 
+def _so3_benchmark(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    steps.so3_benchmark(args.out, args.samples, settings=_settings(cfg).so3_benchmark,
+                        seed=cfg["seed"])
+
+
+def _evaluate(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    steps.evaluate(args.catalog, {"gan": args.gan}, args.stats, args.so3, args.out,
+                   args.truth_report, settings=_settings(cfg).stats)
+
+
 def register(sub: Any) -> None:
     """Add the alignment study's subcommands."""
     add_command(sub, "alignment-catalog", _catalog,
@@ -65,4 +75,20 @@ def register(sub: Any) -> None:
                     "generated": "output generated catalog (HDF5)",
                     "summary": "output training summary (JSON)",
                     "workdir": "work folder of the resumable checkpoint",
+                })
+    add_command(sub, "alignment-so3-benchmark", _so3_benchmark,
+                "the SO(3) diffusion model on synthetic densities: MMD against the noise "
+                "floor, mean log density", {
+                    "out": "output report (JSON, pass_<density>)",
+                    "samples": "output samples (HDF5: model and truth rotations)",
+                })
+    add_command(sub, "alignment-evaluate", _evaluate,
+                "the generated catalogs against the simulation (w_g+, satellites' cos^2, "
+                "axis ratios) and, on the mock, truth_recovery.json", {
+                    "catalog": "input catalog (HDF5)",
+                    "gan": "input GAN-generated catalog (HDF5)",
+                    "stats": "input stats summary (JSON, alignment-stats)",
+                    "so3": "input SO(3) benchmark report (JSON)",
+                    "out": "output model checks (JSON)",
+                    "truth-report?": "output planted-truth report (JSON; mock runs)",
                 })

@@ -56,7 +56,8 @@ def dlog_density(omega: np.ndarray, sigma: float) -> np.ndarray:
     safe = np.where(small, 1.0, s)
     num = (ll + 0.5) * np.cos((ll + 0.5) * om) * safe - 0.5 * np.sin((ll + 0.5) * om) * c
     d = np.where(small[..., 0], 0.0, (w * num / safe**2).sum(-1))
-    return d / density(np.asarray(omega), sigma)
+    with np.errstate(divide="ignore", invalid="ignore"):  # beyond the series' precision
+        return d / density(np.asarray(omega), sigma)
 
 
 def angle_pdf(omega: np.ndarray, sigma: float) -> np.ndarray:

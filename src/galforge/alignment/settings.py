@@ -18,7 +18,7 @@ from galforge.train.settings import TrainSettings
 from galforge.train.split import SplitSettings
 
 __all__ = ["AlignmentSettings", "CatalogSettings", "GanModelSettings", "GraphSettings",
-           "ShapeSettings", "StatsSettings", "TidalSettings",
+           "SO3BenchmarkSettings", "ShapeSettings", "StatsSettings", "TidalSettings",
            "SHAPE_METHODS", "LINES_OF_SIGHT"]
 
 #: Inertia-tensor variants (see :mod:`galforge.alignment.shapes`).
@@ -133,6 +133,37 @@ class GanModelSettings(ModelSettings):
 
 
 @dataclass(frozen=True)
+class SO3BenchmarkSettings(Settings):
+    """The synthetic SO(3) benchmark of the diffusion model (:mod:`galforge.alignment.diffusion`)."""
+
+    densities: tuple[str, ...] = gs.texts(("blobs2", "blobs4", "line"),
+                                          "Test densities: IGSO(3) mixtures of 2 and 4 blobs, "
+                                          "a line of rotations.",
+                                          options=("blobs2", "blobs4", "line"))
+    hidden: int = gs.integer(128, "Width of the score MLP.", lo=4, hi=4096)
+    layers: int = gs.integer(3, "Hidden layers of the score MLP.", lo=1, hi=32)
+    steps: int = gs.integer(3000, "Training steps (fresh samples each step).", lo=1)
+    batch_size: int = gs.integer(256, "Rotations per training step.", lo=1)
+    lr: float = gs.number(1e-3, "Adam learning rate (cosine-annealed to 0).", lo=0.0,
+                          lo_open=True)
+    sigma_eps: float = gs.number(1.0, "Noise levels |eps|, eps ~ N(0, sigma_eps^2).", lo=0.0,
+                                 lo_open=True)
+    sigma_min: float = gs.number(0.02, "Smallest IGSO(3) scale (end of sampling).", lo=0.0,
+                                 lo_open=True)
+    sigma_max: float = gs.number(3.0, "Largest IGSO(3) scale (uniform start).", lo=0.0,
+                                 lo_open=True)
+    reverse_steps: int = gs.integer(200, "Steps of the reverse random walk.", lo=1)
+    n_samples: int = gs.integer(500, "Samples scored (model and each true sample).", lo=10)
+    mmd_bandwidth: float = gs.number(0.3, "Kernel bandwidth of the MMD [rad].", lo=0.0,
+                                     lo_open=True)
+
+    def check(self) -> None:
+        if self.sigma_min >= self.sigma_max:
+            raise ValueError(f"sigma_min ({self.sigma_min}) must be below sigma_max "
+                             f"({self.sigma_max})")
+
+
+@dataclass(frozen=True)
 class AlignmentSettings(Settings):
     """Alignment study (Jagvaral, Lanusse, Mandelbaum et al.) - galaxy shapes and orientations
     from the cosmic web (graph WGAN-GP, SO(3) diffusion)."""
@@ -149,3 +180,4 @@ class AlignmentSettings(Settings):
         defaults={"lr": 1e-3, "batch_size": 64, "epochs": 60})
     split: SplitSettings = gs.section(SplitSettings, "Train/validation split of the groups.",
                                       defaults={"val_fraction": 0.1})
+    so3_benchmark: SO3BenchmarkSettings = gs.section(SO3BenchmarkSettings)

@@ -16,7 +16,7 @@ from galforge.alignment.settings import (
 )
 from galforge.io import InputError, atomic_path, write_json
 
-__all__ = ["catalog", "stats", "train_gan"]
+__all__ = ["catalog", "evaluate", "so3_benchmark", "stats", "train_gan"]
 
 
 def catalog(base_path: str | Path, catalog_out: str | Path, report_out: str | Path, *,
@@ -159,3 +159,60 @@ def train_gan(catalog_in: str | Path, model_out: str | Path, metrics_out: str | 
                                  progress=progress, run_config=run_config)
     write_json(summary, summary_out)
     return summary
+
+
+def so3_benchmark(out_json: str | Path, out_samples: str | Path, *, settings: Any,
+                  seed: int) -> dict[str, Any]:
+    """The diffusion model's synthetic SO(3) benchmark: per density, the MMD against true
+    samples beside the noise floor, the mean log density, ``pass_<density>``; the samples
+    (HDF5: model and truth rotations per density) for the figure."""
+    import h5py
+
+    from galforge.alignment.diffusion import benchmark
+
+    report: dict[str, Any] = {}
+    with atomic_path(out_samples) as tmp, h5py.File(tmp, "w") as f:
+        for name in settings.densities:
+            r = benchmark(name, settings, seed)
+            f.create_dataset(f"{name}/model", data=r.pop("samples"))
+            f.create_dataset(f"{name}/truth", data=r.pop("truth"))
+            report[name] = r
+            report[f"pass_{name}"] = r["pass"]
+            print(f"{name}: MMD {r['mmd']:.3g} (noise floor {r['mmd_noise_floor']:.3g}, ratio "
+                  f"{r['mmd_ratio']:.2f}), log p {r['mean_log_density_model']:.3f} "
+                  f"(truth {r['mean_log_density_truth']:.3f})")
+    write_json(report, out_json)
+    return report
+
+
+def evaluate(catalog_in: str | Path, generated: dict[str, str | Path], stats_in: str | Path,
+             so3_in: str | Path, checks_out: str | Path, truth_out: str | Path | None, *,
+             settings: StatsSettings) -> dict[str, Any]:
+    """The generated catalogs' checks (``checks_out``) and, on the mock, every planted-truth
+    and model check with one ``pass_<check>`` each (``truth_out``: truth_recovery.json)."""
+    from galforge.alignment.catalog import read_catalog
+    from galforge.alignment.evaluate import model_checks
+    from galforge.alignment.training import read_generated
+
+    cols, attrs = read_catalog(catalog_in)
+    checks = {name: model_checks(cols, attrs, read_generated(path), settings)
+              for name, path in generated.items()}
+    write_json(checks, checks_out)
+    report: dict[str, Any] = {"models": checks}
+    if truth_out is not None:
+        stats_report = json.loads(Path(stats_in).read_text())
+        if "truth" not in stats_report:
+            raise InputError(f"{stats_in}: no planted-truth check (was the stats step given "
+                             "the mock's truth file?)")
+        so3 = json.loads(Path(so3_in).read_text())
+        report["wgp_mock"] = stats_report["truth"]
+        report["so3_benchmark"] = so3
+        report["pass_wgp_mock"] = stats_report["truth"]["pass_wgp_mock"]
+        for name, c in checks.items():
+            for k in ("wgp", "cos2_satellites", "axis_ratios"):
+                report[f"pass_{name}_{k}"] = c[f"pass_{k}"]
+        for k, v in so3.items():
+            if k.startswith("pass_"):
+                report[f"pass_so3_{k[5:]}"] = v
+        write_json(report, truth_out)
+    return report
