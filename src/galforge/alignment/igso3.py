@@ -19,6 +19,8 @@ the angle is a class function whose gradient is the rotation axis.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 __all__ = ["density", "angle_pdf", "dlog_density", "gaussian_angle_pdf", "angle_of",
@@ -72,6 +74,7 @@ def gaussian_angle_pdf(omega: np.ndarray, sigma: float) -> np.ndarray:
     return np.sqrt(2.0 / np.pi) * omega**2 / sigma**3 * np.exp(-0.5 * omega**2 / sigma**2)
 
 
+@functools.lru_cache(maxsize=256)
 def _cdf_table(sigma: float, n: int = 8192) -> tuple[np.ndarray, np.ndarray]:
     grid = np.linspace(0.0, np.pi, n)
     p = np.clip(angle_pdf(grid, sigma), 0.0, None)
@@ -81,7 +84,7 @@ def _cdf_table(sigma: float, n: int = 8192) -> tuple[np.ndarray, np.ndarray]:
 
 def sample_angles(n: int, sigma: float, rng: np.random.Generator) -> np.ndarray:
     """Rotation angles of IGSO(3)(σ) by inverting the tabulated CDF."""
-    grid, cdf = _cdf_table(sigma)
+    grid, cdf = _cdf_table(float(sigma))
     return np.interp(rng.random(n), cdf, grid)
 
 
