@@ -91,6 +91,14 @@ REGISTRY: tuple[Study, ...] = (
         presets="galforge.exsitu.presets:PRESETS",
         commands="galforge.exsitu.cli:register",
     ),
+    Study(
+        name="alignment",
+        title="Alignment (Jagvaral, Lanusse, Mandelbaum et al.): TNG100 shapes and orientations "
+              "from the cosmic web",
+        settings="galforge.alignment.settings:AlignmentSettings",
+        presets="galforge.alignment.presets:PRESETS",
+        commands="galforge.alignment.cli:register",
+    ),
 )
 
 

@@ -1,0 +1,182 @@
+# Alignment study (Jagvaral, Lanusse, Mandelbaum et al.): TNG100 galaxies' shapes and
+# orientations from their place in the cosmic web. So far: the mock TNG universe (or a
+# local TNG copy, tng.base_path) -> the catalog (groups, shapes, tidal field, e1/e2) ->
+# the statistics (w_gg, w_g+ with MeasureIA, ED/EE, misalignments; the planted w_g+ check);
+# the catalog's FoF-group graphs -> the graph WGAN-GP -> a generated catalog; the SO(3)
+# diffusion model's synthetic benchmark.
+
+
+# ---------------------------------------------------------------- this run's paths
+# (values, not functions: the configuration is fixed when the workflow is read)
+
+_ALIGNMENT_ON_MOCK = config["source"] == "mock"
+#: The mock TNG simulation folder (its output/ is the base path), on the mock only.
+ALIGNMENT_MOCK_SIM = res("alignment", f"mock/{config['tng']['simulation']}")
+#: The catalog rule's input: the mock's folder, or nothing (tng.base_path, outside the run).
+ALIGNMENT_SIM_INPUT = {"sim": ALIGNMENT_MOCK_SIM} if _ALIGNMENT_ON_MOCK else {}
+#: --base-path of the catalog rule (empty: tng.base_path from the configuration).
+ALIGNMENT_BASE_ARG = f"--base-path {ALIGNMENT_MOCK_SIM}/output" if _ALIGNMENT_ON_MOCK else ""
+#: The global tng section travels with this study's rules only (the other studies' params
+#: stay as cli_config writes them).
+ALIGNMENT_TNG = {"tng": config["tng"]}
+
+#: The planted truth: the stats rule's input (its check lands in stats.json) and the
+#: evaluate rule's truth_recovery.json, on the mock only.
+ALIGNMENT_TRUTH_ARGS = f"--truth {ALIGNMENT_MOCK_SIM}/truth.hdf5" if _ALIGNMENT_ON_MOCK else ""
+ALIGNMENT_TRUTH_OUT = (
+    {"truth_report": res("alignment", "tables/truth_recovery.json")} if _ALIGNMENT_ON_MOCK else {}
+)
+ALIGNMENT_TRUTH_REPORT_ARG = (
+    f"--truth-report {res('alignment', 'tables/truth_recovery.json')}" if _ALIGNMENT_ON_MOCK else ""
+)
+
+STUDY_TARGETS["alignment"] = [
+    res("alignment", "catalog.h5"),
+    res("alignment", "tables/catalog.json"),
+    res("alignment", "tables/wgp.csv"),
+    res("alignment", "tables/ed_ee.csv"),
+    res("alignment", "tables/stats.json"),
+    *ALIGNMENT_TRUTH_OUT.values(),
+    res("alignment", "generated/gan.h5"),
+    res("alignment", "tables/so3_benchmark.json"),
+    res("alignment", "tables/model_checks.json"),
+]
+
+
+# ---------------------------------------------------------------- rules
+rule alignment_mock_tng:
+    output:
+        directory(ALIGNMENT_MOCK_SIM),
+    params:
+        config=json.dumps({**json.loads(cli_config(None)), **ALIGNMENT_TNG}, sort_keys=True,
+                          separators=(",", ":")),
+    log:
+        logfile("alignment", "mock_tng"),
+    benchmark:
+        benchfile("alignment", "mock_tng")
+    conda:
+        "../../envs/alignment.yaml"
+    shell:
+        "galforge mock-tng --config {params.config:q} --no-progress --out {output:q}"
+        " > {log:q} 2>&1"
+
+
+rule alignment_catalog:
+    input:
+        **ALIGNMENT_SIM_INPUT,
+    output:
+        catalog=res("alignment", "catalog.h5"),
+        report=res("alignment", "tables/catalog.json"),
+    params:
+        config=json.dumps(
+            {**json.loads(cli_config("alignment", "catalog", "shapes", "tidal")), **ALIGNMENT_TNG},
+            sort_keys=True, separators=(",", ":")),
+        base=ALIGNMENT_BASE_ARG,
+    threads: 1
+    log:
+        logfile("alignment", "catalog"),
+    benchmark:
+        benchfile("alignment", "catalog")
+    conda:
+        "../../envs/alignment.yaml"
+    shell:
+        "galforge alignment-catalog --config {params.config:q} --no-progress {params.base}"
+        " --out {output.catalog:q} --report {output.report:q} > {log:q} 2>&1"
+
+
+rule alignment_stats:
+    input:
+        catalog=res("alignment", "catalog.h5"),
+        **({"sim": ALIGNMENT_MOCK_SIM} if _ALIGNMENT_ON_MOCK else {}),
+    output:
+        wgp=res("alignment", "tables/wgp.csv"),
+        ed_ee=res("alignment", "tables/ed_ee.csv"),
+        misalignments=res("alignment", "tables/misalignments.csv"),
+        summary=res("alignment", "tables/stats.json"),
+    params:
+        config=cli_config("alignment", "stats"),
+        truth=ALIGNMENT_TRUTH_ARGS,
+    threads: 1
+    log:
+        logfile("alignment", "stats"),
+    benchmark:
+        benchfile("alignment", "stats")
+    conda:
+        "../../envs/alignment.yaml"
+    shell:
+        "galforge alignment-stats --config {params.config:q} --no-progress"
+        " --catalog {input.catalog:q} --wgp {output.wgp:q} --ed-ee {output.ed_ee:q}"
+        " --misalignments {output.misalignments:q} --summary {output.summary:q}"
+        " {params.truth} > {log:q} 2>&1"
+
+
+rule alignment_train_gan:
+    input:
+        res("alignment", "catalog.h5"),
+    output:
+        model=res("alignment", "model/gan.pt"),
+        metrics=res("alignment", "model/gan_metrics.csv"),
+        generated=res("alignment", "generated/gan.h5"),
+        summary=res("alignment", "model/gan.json"),
+    params:
+        config=cli_config("alignment", "graphs", "gan", "gan_train", "split"),
+        workdir=res("alignment", "work/gan"),
+    threads: 1
+    resources:
+        gpu=1,
+    log:
+        logfile("alignment", "train_gan"),
+    benchmark:
+        benchfile("alignment", "train_gan")
+    conda:
+        "../../envs/alignment.yaml"
+    shell:
+        "galforge alignment-train-gan --config {params.config:q} --no-progress --threads {threads}"
+        " --catalog {input:q} --model {output.model:q} --metrics {output.metrics:q}"
+        " --generated {output.generated:q} --summary {output.summary:q}"
+        " --workdir {params.workdir:q} > {log:q} 2>&1"
+
+
+rule alignment_so3_benchmark:
+    output:
+        report=res("alignment", "tables/so3_benchmark.json"),
+        samples=res("alignment", "model/so3_benchmark_samples.h5"),
+    params:
+        config=cli_config("alignment", "so3_benchmark"),
+    threads: 1
+    resources:
+        gpu=1,
+    log:
+        logfile("alignment", "so3_benchmark"),
+    benchmark:
+        benchfile("alignment", "so3_benchmark")
+    conda:
+        "../../envs/alignment.yaml"
+    shell:
+        "galforge alignment-so3-benchmark --config {params.config:q} --no-progress"
+        " --threads {threads} --out {output.report:q} --samples {output.samples:q} > {log:q} 2>&1"
+
+
+rule alignment_evaluate:
+    input:
+        catalog=res("alignment", "catalog.h5"),
+        gan=res("alignment", "generated/gan.h5"),
+        stats=res("alignment", "tables/stats.json"),
+        so3=res("alignment", "tables/so3_benchmark.json"),
+    output:
+        checks=res("alignment", "tables/model_checks.json"),
+        **ALIGNMENT_TRUTH_OUT,
+    params:
+        config=cli_config("alignment", "stats"),
+        truth=ALIGNMENT_TRUTH_REPORT_ARG,
+    threads: 1
+    log:
+        logfile("alignment", "evaluate"),
+    benchmark:
+        benchfile("alignment", "evaluate")
+    conda:
+        "../../envs/alignment.yaml"
+    shell:
+        "galforge alignment-evaluate --config {params.config:q} --no-progress"
+        " --catalog {input.catalog:q} --gan {input.gan:q} --stats {input.stats:q}"
+        " --so3 {input.so3:q} --out {output.checks:q} {params.truth} > {log:q} 2>&1"
