@@ -67,11 +67,11 @@ def test_dry_run_lists_the_spectra_jobs(tmp_path):
                  "spectra_bic", "spectra_analysis", "spectra_figures"):
         assert f"rule {rule}:" in text
     assert "environment_" not in text and "spectra_fetch" not in text
-    # one training job per model of the grid and seed (demo: 5 latent sizes x 2 condition
+    # one training job per model of the grid and seed (demo: 4 latent sizes x 2 condition
     # sets x 3 seeds)
     assert "wildcards: model=vae-d6, repeat=2" in text
-    assert "wildcards: model=cvae-ssfr+z-d2, repeat=0" in text
-    assert text.count("rule spectra_train:") == 30
+    assert "wildcards: model=cvae-ssfr+z-d3, repeat=0" in text
+    assert text.count("rule spectra_train:") == 24
     assert "models/vae-d4/r1/model.pt" in text
 
 

@@ -397,20 +397,21 @@ def fig_bic_grid(
                             label=seed_label if ax is ax_b else None)
                 seed_label = None  # one legend entry for every seed point
         star_label = "lowest mean BIC of its kind"
-        for kind in ("vae", "cvae"):
-            best = df[(df["kind"] == kind) & df["_best"]]
-            if best.empty:
-                continue
-            r = best.iloc[0]
+        bests = {k: df[(df["kind"] == k) & df["_best"]] for k in ("vae", "cvae")}
+        bests = {k: b.iloc[0] for k, b in bests.items() if not b.empty}
+        top = max(bests, key=lambda k: (bests[k]["_y"], k == "cvae")) if bests else None
+        for kind, r in bests.items():
             name = "VAE" if kind == "vae" else "CVAE"
             for ax, ycol in ((ax_b, "_y"), (ax_c, "_chi")):
                 ax.plot([r["latent_dim"]], [r[ycol]], ls="none", marker="*", ms=11, mfc="none",
                         mec="black", mew=0.9, zorder=5, gid=f"best-{kind}",
                         label=star_label if ax is ax_b else None)
             star_label = None  # one legend entry for all stars
+            # the label of the higher star above it, the other's below (no overlap)
             ax_b.annotate(f"best {name}\n(d = {int(r['latent_dim'])})",
-                          (r["latent_dim"], r["_y"]), xytext=(6, 8 if kind == "vae" else -16),
-                          textcoords="offset points", fontsize=6.5, ha="left")
+                          (r["latent_dim"], r["_y"]), xytext=(6, 6 if kind == top else -6),
+                          textcoords="offset points", fontsize=6.5, ha="left",
+                          va="bottom" if kind == top else "top")
         fin = df["_y"].to_numpy(float)
         fin = fin[np.isfinite(fin)]
         if fin.size and np.max(np.abs(fin)) > 1e4:
