@@ -27,10 +27,15 @@ from galforge.io import InputError
 from galforge.spectra._testing import make_lowrank_spectra, write_preprocessed
 from galforge.spectra.bic import (
     best_model,
+    bic_summary,
     bic_table,
+    chosen_run,
     evaluate_model,
     load_evaluations,
+    read_bic_summary,
+    read_bic_table,
     tempered_log_likelihood,
+    write_bic_table,
     write_evaluation,
 )
 from galforge.spectra.presets import PRESETS as _STUDY_PRESETS
@@ -90,6 +95,75 @@ def test_bic_table_marks_the_best_models(tmp_path: Path) -> None:
     bad.write_text('{"model_id": "vae-d9"}')
     with pytest.raises(InputError, match="bad.json: key 'kind' is missing"):
         load_evaluations([bad])
+
+
+def _seed_rows(bics: dict[int, list[float]], seeds: tuple[int, ...] = (42, 7, 9),
+               n: int = 400) -> list[dict]:
+    """Evaluations of VAEs d → their BIC in each repeat (repeat r trained with seeds[r])."""
+    rows = []
+    for d, values in bics.items():
+        for r, b in enumerate(values):
+            rows.append({**_row(f"vae-d{d}", "vae", [], d, (d * math.log(n) - b) / 2, n),
+                         "repeat": r, "seed": seeds[r], "chi2_nu": 1.0 + 0.1 / d + 0.01 * r})
+    return rows
+
+
+def test_the_mean_over_seeds_chooses_when_the_seeds_disagree(tmp_path: Path) -> None:
+    """Issue 11: the run seed alone (repeat 0) picks d = 6, the other two seeds d = 4; the
+    mean BIC picks d = 4 (a choice by repeat 0 alone, as before, would say 6)."""
+    bics = {3: [1030.0, 1031.0, 1029.0], 4: [1003.0, 1000.0, 1000.0],
+            5: [1002.0, 1003.0, 1004.0], 6: [1000.0, 1004.0, 1005.0]}
+    t = bic_table(_seed_rows(bics))
+    assert len(t) == 12 and list(t["repeat"][:3]) == [0, 1, 2]
+    assert t.loc[t["bic"].sub([b for d in bics for b in bics[d]]).abs().gt(1e-9)].empty
+    # each seed's own choice
+    own = t[t["best_in_kind"]].set_index("seed")["model_id"].to_dict()
+    assert own == {42: "vae-d6", 7: "vae-d4", 9: "vae-d4"}
+    assert best_model(t[t["repeat"] == 0]) == "vae-d6"  # the one-seed answer
+    s = bic_summary(t).set_index("model_id")
+    assert list(s.index) == ["vae-d3", "vae-d4", "vae-d5", "vae-d6"]
+    assert s.loc["vae-d4", "best_in_kind"] and s["best_in_kind"].sum() == 1
+    assert best_model(s.reset_index()) == "vae-d4"
+    assert s.loc["vae-d4", "bic_mean"] == pytest.approx(1001.0)
+    assert s.loc["vae-d6", "bic_std"] == pytest.approx(np.std([1000, 1004, 1005], ddof=1))
+    assert (s.loc["vae-d6", "bic_min"], s.loc["vae-d6", "bic_max"]) == (1000.0, 1005.0)
+    assert s.loc["vae-d6", "delta_bic"] == pytest.approx(2.0)
+    # SE of the difference of two means of independent trainings
+    se = math.sqrt(np.var([1000, 1004, 1005], ddof=1) / 3 + np.var([1003, 1000, 1000], ddof=1) / 3)
+    assert s.loc["vae-d6", "delta_bic_se"] == pytest.approx(se)
+    assert s.loc["vae-d4", "delta_bic"] == 0.0 and s.loc["vae-d4", "delta_bic_se"] == 0.0
+    assert s["n_seeds"].tolist() == [3, 3, 3, 3]
+    assert s["n_seeds_best"].to_dict() == {"vae-d3": 0, "vae-d4": 2, "vae-d5": 0, "vae-d6": 1}
+    assert s.loc["vae-d4", "chi2_nu_mean"] == pytest.approx(1.025 + 0.01)
+    # the representative of d = 4: its lowest BIC (a tie of repeats 1 and 2: the first)
+    assert chosen_run(s.reset_index()) == ("vae-d4", 1, 7)
+    assert (s.loc["vae-d6", "representative_repeat"], s.loc["vae-d6", "representative_seed"]) \
+        == (0, 42)
+    # written and read back
+    write_bic_table(t, tmp_path / "bic.csv", tmp_path / "bic.md")
+    write_bic_table(bic_summary(t), tmp_path / "s.csv", tmp_path / "s.md")
+    back = read_bic_summary(tmp_path / "s.csv")
+    assert chosen_run(back) == ("vae-d4", 1, 7) and (back["conditions"] == "").all()
+    assert read_bic_table(tmp_path / "bic.csv")["seed"].tolist()[:3] == [42, 7, 9]
+    with pytest.raises(InputError, match="s.md: not a readable CSV|column"):
+        read_bic_summary(tmp_path / "s.md")
+    with pytest.raises(InputError, match="bic.csv: column.*'bic_mean'"):
+        read_bic_summary(tmp_path / "bic.csv")
+
+
+def test_summary_needs_the_same_repeats_everywhere_and_handles_one_seed() -> None:
+    rows = _seed_rows({3: [1010.0, 1012.0], 4: [1000.0, 1003.0]})
+    with pytest.raises(InputError, match=r"model 'vae-d4' has repeats \[0\], others \[0, 1\]"):
+        bic_summary(bic_table(rows[:3]))
+    one = bic_summary(bic_table([r for r in rows if r["repeat"] == 0]))
+    assert one["n_seeds"].tolist() == [1, 1] and one["bic_std"].isna().all()
+    assert one["delta_bic_se"].isna().all() and one["delta_bic"].tolist() == [10.0, 0.0]
+    # evaluations of a one-seed grid (no repeat, no seed) are repeat 0, seed -1
+    old = [{k: v for k, v in r.items() if k not in ("repeat", "seed")} for r in rows[::2]]
+    t = bic_table(old)
+    assert t["repeat"].tolist() == [0, 0] and t["seed"].tolist() == [-1, -1]
+    with pytest.raises(InputError, match="repeat 0 is listed twice"):
+        bic_table(old + old[:1])
 
 
 def _grid(path: Path, root: Path, dims: list[int], model: dict, train: dict,

@@ -48,26 +48,32 @@ def texts(fig: Figure) -> str:
 
 
 # --------------------------------------------------------------------------- synthetic files
-def bic_frame() -> pd.DataFrame:
+def bic_frame(n_seeds: int = 3) -> pd.DataFrame:
+    """A BIC table (one row per model and seed, as galforge.spectra.bic.bic_table writes it)."""
+    from galforge.spectra.bic import bic_table
+
     rows = []
     for kind, conds, dims in (("vae", "", range(1, 6)), ("cvae", "mstar+sfr", range(1, 4)),
                               ("cvae", "ssfr", range(1, 4))):
         for d in dims:
-            bic = 1.0e5 + 4.0e3 * (d - 3) ** 2 + 300.0 * len(conds) + 37.0 * d
-            rows.append(dict(
-                model_id=f"vae-d{d}" if kind == "vae" else f"cvae-{conds}-d{d}", kind=kind,
-                conditions=conds, latent_dim=d, n_conditions=conds.count("+") + bool(conds),
-                k=d + conds.count("+") + bool(conds), n=N_SPEC, log_l=-bic / 2, bic=bic,
-                chi2_nu=1.0 + 1.5 / d - 0.02 * len(conds), gauss_log_l=np.nan, bic_gauss=np.nan, elbo=np.nan,
-                bic_elbo=np.nan, kl_mean=2.0 * d, active_latents=d,
-            ))
-    df = pd.DataFrame(rows)
-    df["delta_bic"] = df["bic"] - df.groupby("kind")["bic"].transform("min")
-    df["best_in_kind"] = False
-    df.loc[df.groupby("kind")["bic"].idxmin(), "best_in_kind"] = True
-    df["best_in_group"] = False
-    df.loc[df.groupby(["kind", "conditions"])["bic"].idxmin(), "best_in_group"] = True
-    return df
+            for r in range(n_seeds):
+                bic = 1.0e5 + 4.0e3 * (d - 3) ** 2 + 300.0 * len(conds) + 37.0 * d + 50.0 * r
+                k = d + conds.count("+") + bool(conds)
+                rows.append(dict(
+                    model_id=f"vae-d{d}" if kind == "vae" else f"cvae-{conds}-d{d}",
+                    repeat=r, seed=100 + r, kind=kind,
+                    conditions=[c for c in conds.split("+") if c], latent_dim=d,
+                    k=k, n=N_SPEC, log_l=(k * np.log(N_SPEC) - bic) / 2,
+                    chi2_nu=1.0 + 1.5 / d - 0.02 * len(conds) + 0.01 * r, kl_mean=2.0 * d,
+                    active_latents=d,
+                ))
+    return bic_table(rows)
+
+
+def summary_frame(n_seeds: int = 3) -> pd.DataFrame:
+    from galforge.spectra.bic import bic_summary
+
+    return bic_summary(bic_frame(n_seeds))
 
 
 def write_inputs(tmp: Path, *, n_d: int = 3, cvae: bool = True, truth: bool = True) -> dict:
@@ -78,8 +84,9 @@ def write_inputs(tmp: Path, *, n_d: int = 3, cvae: bool = True, truth: bool = Tr
     props = {k: np.asarray(v, float) for k, v in sim["properties"].items()}
     props["av"] = np.where(rng.random(N_SPEC) < 0.1, np.nan, rng.gamma(2.0, 0.3, N_SPEC))
     paths = {k: tmp / v for k, v in dict(
-        spectra="spectra.h5", catalog="catalog.parquet", bic="bic.csv", pca="pca_variance.csv",
-        mi="mi.csv", analysis="analysis.h5").items()}
+        spectra="spectra.h5", catalog="catalog.parquet", bic="bic.csv",
+        bic_summary="bic_summary.csv", pca="pca_variance.csv", mi="mi.csv",
+        analysis="analysis.h5").items()}
     write_preprocessed(paths["spectra"], {**sim, "z": rng.uniform(0.02, 0.1, N_SPEC),
                                           "properties": props})
     d = fac[:, :n_d] * np.linspace(2.0, 0.7, n_d) + 0.1 * rng.standard_normal((N_SPEC, n_d))
@@ -91,6 +98,7 @@ def write_inputs(tmp: Path, *, n_d: int = 3, cvae: bool = True, truth: bool = Tr
         cat[f"mu{i + 1}"] = d[:, i] * 0.9
     cat.to_parquet(paths["catalog"], index=False)
     bic_frame().to_csv(paths["bic"], index=False)
+    summary_frame().to_csv(paths["bic_summary"], index=False)
     var = d.var(axis=0, ddof=1)
     pd.DataFrame({"component": [f"D{i + 1}" for i in range(n_d)], "variance": var,
                   "fraction": var / var.sum(), "cumulative": np.cumsum(var) / var.sum()}
@@ -124,7 +132,7 @@ def write_inputs(tmp: Path, *, n_d: int = 3, cvae: bool = True, truth: bool = Tr
         shap_components=[f"D{i + 1}" for i in range(n_d)],
     ), paths["analysis"])
     metrics = {}
-    for mid in bic_frame()["model_id"]:
+    for mid in summary_frame()["model_id"]:
         mdir = tmp / "models" / mid
         mdir.mkdir(parents=True)
         ep = np.arange(1, 13)
@@ -249,29 +257,43 @@ def test_truth_without_planted_metadata(tmp_path, cfg):
 
 # --------------------------------------------------------------------------- plotting functions
 def test_bic_grid_marks_best_models_and_planted():
-    bic = bic_frame()
-    fig = F.fig_bic_grid(bic, n_planted=3)
+    summary, seeds = summary_frame(), bic_frame()
+    fig = F.fig_bic_grid(summary, seeds, n_planted=3)
     ax_b, ax_c = fig.axes[:2]
+    ref = summary["bic_mean"].min()
     for kind in ("vae", "cvae"):
-        row = bic[(bic["kind"] == kind) & bic["best_in_kind"]].iloc[0]
+        row = summary[(summary["kind"] == kind) & summary["best_in_kind"]].iloc[0]
         stars = [ln for ln in ax_b.lines if ln.get_gid() == f"best-{kind}"]
         assert len(stars) == 1 and stars[0].get_marker() == "*"
         assert stars[0].get_xdata()[0] == row["latent_dim"]
-        assert stars[0].get_ydata()[0] == pytest.approx(row["bic"] - bic["bic"].min())
+        assert stars[0].get_ydata()[0] == pytest.approx(row["bic_mean"] - ref)
         chi = [ln for ln in ax_c.lines if ln.get_gid() == f"best-{kind}"]
-        assert chi[0].get_ydata()[0] == pytest.approx(row["chi2_nu"])
+        assert chi[0].get_ydata()[0] == pytest.approx(row["chi2_nu_mean"])
+    # every seed a point beside its mean, on the same scale
+    vae_pts = [ln for ln in ax_b.lines if ln.get_gid() == "seeds-vae-"]
+    assert len(vae_pts) == 1 and len(vae_pts[0].get_ydata()) == 5 * 3
+    want = seeds.loc[seeds["kind"] == "vae", "bic"] - ref
+    assert sorted(vae_pts[0].get_ydata()) == pytest.approx(sorted(want))
+    # error bars: ± the standard deviation over the seeds (50 apart: s.d. 50)
+    segs = [c for c in ax_b.collections if len(c.get_segments()) == 5]
+    lengths = [abs(sg[1][1] - sg[0][1]) for sg in segs[0].get_segments()]
+    assert lengths == pytest.approx([100.0] * 5)
     planted = [ln for ln in ax_b.lines if ln.get_gid() == "planted"]
     assert len(planted) == 1 and planted[0].get_xdata()[0] == 3
     s = texts(fig)
     for lab in ("VAE", "CVAE (mstar+sfr)", "CVAE (ssfr)", "planted", "best VAE", "best CVAE",
-                "lowest BIC of its kind"):
+                "lowest mean BIC of its kind", "one training seed", "3 seeds"):
         assert lab in s
-    # VAE-only grid with NaN conditions (as pandas reads an empty field), no planted line
-    vae = bic[bic["kind"] == "vae"].assign(conditions=np.nan)
+    # VAE-only grid with NaN conditions (as pandas reads an empty field), one seed, no
+    # per-seed points and no planted line
+    vae = summary_frame(1).query("kind == 'vae'").assign(conditions=np.nan)
     fig = F.fig_bic_grid(vae)
     assert not [ln for ln in fig.axes[0].lines if ln.get_gid() in ("planted", "best-cvae")]
-    with pytest.raises(ValueError, match="chi2_nu"):
-        F.fig_bic_grid(bic.drop(columns="chi2_nu"))
+    assert "seeds" not in texts(fig)
+    with pytest.raises(ValueError, match="chi2_nu_mean"):
+        F.fig_bic_grid(summary.drop(columns="chi2_nu_mean"))
+    with pytest.raises(ValueError, match="per-seed BIC table lacks column.*'bic'"):
+        F.fig_bic_grid(summary, seeds.drop(columns="bic"))
 
 
 def test_latent_property_maps_bin_means_and_single_component():

@@ -21,7 +21,13 @@ from galforge.spectra.model import (
     spectra_vae_loss,
     weighted_sq_residuals,
 )
-from galforge.spectra.model_ids import canonical_conditions, model_id, parse_model_id
+from galforge.spectra.model_ids import (
+    canonical_conditions,
+    model_id,
+    parse_model_id,
+    repeat_seeds,
+    run_folder,
+)
 from galforge.spectra.presets import PRESETS as STUDY_PRESETS
 from galforge.spectra.settings import SpectraModelSettings
 
@@ -75,6 +81,23 @@ def test_model_id_round_trip_and_errors() -> None:
     s = SpectraModelSettings.from_model_id("cvae-mstar+z-d3", dict(PRESETS["tiny"]))
     assert (s.kind, s.conditions, s.latent_dim) == ("cvae", ("log_mstar", "oh_p50"), 3)
     assert s.model_id == "cvae-mstar+z-d3"
+
+
+def test_repeat_seeds_are_deterministic_distinct_and_start_at_the_run_seed() -> None:
+    seeds = repeat_seeds(42, 5)
+    assert seeds[0] == 42 and len(set(seeds)) == 5 and seeds == repeat_seeds(42, 5)
+    assert repeat_seeds(42, 3) == seeds[:3]  # more repeats keep the first ones' seeds
+    assert repeat_seeds(7, 3)[1:] != seeds[1:3]  # another run seed, other repeats
+    assert all(0 <= s < 2**32 for s in seeds[1:])
+    assert repeat_seeds(2**40, 2)[0] == 2**40  # any run seed the schema accepts
+    for bad in ((-1, 2), (42, 0), (42, 1.5), (True, 2)):
+        with pytest.raises(ValueError, match="must be an integer"):
+            repeat_seeds(*bad)
+    assert run_folder("cvae-ssfr+z-d3", 2) == "cvae-ssfr+z-d3/r2"
+    with pytest.raises(ValueError, match="repeat must be"):
+        run_folder("vae-d3", -1)
+    with pytest.raises(ValueError, match="bad model id"):
+        run_folder("vae-3", 0)
 
 
 # -- the network --------------------------------------------------------------------------------
@@ -267,6 +290,31 @@ def test_training_reduces_the_loss_and_resumes(tiny_file: Path, tmp_path: Path) 
     s3 = _train(tiny_file, tmp_path / "a", settings, epochs=5)
     assert not s3["resumed"]
     assert len(list((tmp_path / "a" / "work").iterdir())) == 2
+
+
+def test_repeats_train_other_weights_on_the_same_validation_spectra(tiny_file: Path,
+                                                                    tmp_path: Path) -> None:
+    """A repeat's seed changes the weights, not the split: every repeat of every grid point
+    is evaluated on the validation spectra of the run seed's split."""
+    from galforge.spectra.bic import evaluate_model
+    from galforge.spectra.training import train_spectra_model, validation_rows
+    from galforge.train import load_for_inference
+
+    settings = {**PRESETS["tiny"], "latent_dim": 1}
+    runs = {}
+    for name, seed, split_seed in (("a", 3, None), ("b", 11, 3), ("c", 11, 4)):
+        out = tmp_path / name
+        s = train_spectra_model(tiny_file, settings, {"epochs": 1, "batch_size": 64},
+                                seed=seed, split_seed=split_seed, val_fraction=0.2,
+                                out_model=out / "model.pt", out_metrics=out / "metrics.csv",
+                                workroot=out / "work", progress=False)
+        model, meta = load_for_inference(out / "model.pt")
+        runs[name] = (s, model.state_dict(), validation_rows(meta.normalization, tiny_file))
+        assert s["seed"] == seed and s["split_seed"] == (split_seed or seed)
+        assert evaluate_model(out / "model.pt", tiny_file)["seed"] == seed
+    (sa, wa, va), (sb, wb, vb), (_, _, vc) = runs.values()
+    assert np.array_equal(va, vb) and not np.array_equal(va, vc)
+    assert not all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
 def test_cvae_training_drops_rows_without_conditions(tiny_file: Path, tmp_path: Path) -> None:

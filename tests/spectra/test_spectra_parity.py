@@ -31,12 +31,15 @@ def shap_curves() -> np.ndarray:
     return out
 
 
-def bic_frame() -> pd.DataFrame:
+def bic_frame(n_seeds: int = 3) -> pd.DataFrame:
+    """A BIC summary over the seeds (the columns the parity table reads)."""
     rows = [("vae-d1", "vae", "", 1, 130.0), ("vae-d2", "vae", "", 2, 120.0),
             ("vae-d3", "vae", "", 3, 125.0), ("cvae-ssfr-d1", "cvae", "ssfr", 1, 128.0),
             ("cvae-ssfr-d2", "cvae", "ssfr", 2, 129.0)]
-    t = pd.DataFrame(rows, columns=["model_id", "kind", "conditions", "latent_dim", "bic"])
-    return t.assign(chi2_nu=1.0, best_in_kind=False)
+    t = pd.DataFrame(rows, columns=["model_id", "kind", "conditions", "latent_dim", "bic_mean"])
+    return t.assign(n_seeds=n_seeds, bic_std=1.0, delta_bic=0.0, delta_bic_se=0.5,
+                    best_in_kind=False, chi2_nu_mean=1.0, representative_repeat=1,
+                    representative_seed=77)
 
 
 PCA = pd.DataFrame({"component": ["D1", "D2"], "fraction": [0.614, 0.386]})
@@ -69,10 +72,13 @@ def test_table_puts_the_paper_beside_ours():
     assert list(t["paper"]) == ["4", "34 / 32 / 16 / 18 %",
                                 PAPER["shap_region"].text, "[O II], [O III], Hα"]
     assert t["ours"][0] == "2"
-    assert t["note"][0] == ("VAE grid d = 1-3; lowest-BIC CVAE: ssfr d = 1; "
-                            "the mock plants 4 parameters")
+    assert t["note"][0] == ("VAE grid d = 1-3, lowest BIC averaged over 3 training seeds; "
+                            "lowest-BIC CVAE: ssfr d = 1; the mock plants 4 parameters")
     assert t["ours"][1] == "61 / 39 %" and t["quantity"][1].endswith("D1-D2")
-    assert "vae-d2" in t["note"][1]
+    assert "vae-d2 (seed 77)" in t["note"][1]
+    one = parity_table(bic_frame(1), PCA, WAVE, shap_curves(), ["D1", "D2"], None,
+                       source="mock")
+    assert one["note"][0] == "VAE grid d = 1-3, one training seed; lowest-BIC CVAE: ssfr d = 1"
     assert t["ours"][2].endswith("% of the pixels")
     assert t["ours"][3] == "[O II] (D1), [O III] (D1), Hα (D2)"
 
@@ -89,7 +95,7 @@ def test_archive_table_and_missed_lines():
 
 
 def test_step_reads_the_analysis_files(tmp_path):
-    bic_frame().to_csv(tmp_path / "bic.csv", index=False)
+    bic_frame().to_csv(tmp_path / "bic.csv", index=False)  # bic_summary.csv in the workflow
     PCA.assign(variance=1.0, cumulative=[0.614, 1.0]).to_csv(tmp_path / "pca.csv", index=False)
     (tmp_path / "truth.json").write_text(json.dumps({"source": "mock", "n_planted": 4}))
     k, npix = 2, WAVE.size

@@ -1,11 +1,13 @@
 # Spectra study (Iwasaki, Cooray, Takeuchi): VAE / CVAE on SDSS spectra x GSWLC.
 # Data (mock or archive, sharded by plate) -> preprocessing -> one training job per model of
-# the grid -> BIC -> PCA of the best VAE's latents, MI, SHAP -> figures.
+# the grid and repeat (training seed) -> BIC per seed and its mean -> PCA of the best VAE's
+# latents, MI, SHAP -> figures.
 
 
 wildcard_constraints:
     shard=r"[0-9]{3}",
     model=r"(vae|cvae-[a-z+]+)-d[0-9]+",
+    repeat=r"[0-9]+",
 
 
 # ---------------------------------------------------------------- this run's paths
@@ -25,6 +27,8 @@ SPECTRA_SHARDS = [
 ]
 #: One model per (condition set, latent size) of the grid: vae-d3, cvae-mstar+sfr-d2, ...
 SPECTRA_MODELS = study_settings(config, "spectra").model_ids()
+#: Every grid point is trained once per repeat (grid.seeds training seeds): models/<id>/r<repeat>/
+SPECTRA_REPEATS = study_settings(config, "spectra").grid.repeats()
 #: GSWLC and the MPA-JHU metallicities: the mock's files, or the archive's.
 SPECTRA_CATALOGS = (
     {
@@ -59,6 +63,7 @@ SPECTRA_FIGURES = (
 STUDY_TARGETS["spectra"] = [
     res("spectra", "spectra.h5"),
     res("spectra", "tables/bic.csv"),
+    res("spectra", "tables/bic_summary.csv"),
     res("spectra", "tables/pca_variance.csv"),
     res("spectra", "tables/mi.csv"),
     res("spectra", "tables/truth_recovery.json"),
@@ -199,36 +204,43 @@ rule spectra_train:
     input:
         res("spectra", "spectra.h5"),
     output:
-        model=res("spectra", "models/{model}/model.pt"),
-        metrics=res("spectra", "models/{model}/metrics.csv"),
-        summary=res("spectra", "models/{model}/training.json"),
-        evaluation=res("spectra", "models/{model}/evaluation.json"),
+        model=res("spectra", "models/{model}/r{repeat}/model.pt"),
+        metrics=res("spectra", "models/{model}/r{repeat}/metrics.csv"),
+        summary=res("spectra", "models/{model}/r{repeat}/training.json"),
+        evaluation=res("spectra", "models/{model}/r{repeat}/evaluation.json"),
     params:
         config=cli_config("spectra", "model", "train", "split"),
-        workdir=res("spectra", "models/{model}/work"),
+        workdir=res("spectra", "models/{model}/r{repeat}/work"),
     threads: 1
     resources:
         gpu=1,
         mem_mb=6000,
     log:
-        logfile("spectra", "train-{model}"),
+        logfile("spectra", "train-{model}-r{repeat}"),
     benchmark:
-        benchfile("spectra", "train-{model}")
+        benchfile("spectra", "train-{model}-r{repeat}")
     conda:
         "../../envs/spectra.yaml"
     shell:
         "galforge spectra-train --config {params.config:q} --no-progress --threads {threads}"
-        " --model-id {wildcards.model} --spectra {input:q} --model {output.model:q}"
+        " --model-id {wildcards.model} --repeat {wildcards.repeat} --spectra {input:q}"
+        " --model {output.model:q}"
         " --metrics {output.metrics:q} --summary {output.summary:q}"
         " --evaluation {output.evaluation:q} --workdir {params.workdir:q} > {log:q} 2>&1"
 
 
 rule spectra_bic:
     input:
-        expand(res("spectra", "models/{model}/evaluation.json"), model=SPECTRA_MODELS),
+        expand(
+            res("spectra", "models/{model}/r{repeat}/evaluation.json"),
+            model=SPECTRA_MODELS,
+            repeat=SPECTRA_REPEATS,
+        ),
     output:
         csv=res("spectra", "tables/bic.csv"),
         md=res("spectra", "tables/bic.md"),
+        summary=res("spectra", "tables/bic_summary.csv"),
+        summary_md=res("spectra", "tables/bic_summary.md"),
     params:
         config=cli_config("spectra", "grid"),
     log:
@@ -239,14 +251,20 @@ rule spectra_bic:
         "../../envs/spectra.yaml"
     shell:
         "galforge spectra-bic --config {params.config:q} --evaluations {input:q}"
-        " --out {output.csv:q} --out-md {output.md:q} > {log:q} 2>&1"
+        " --out {output.csv:q} --out-md {output.md:q} --summary {output.summary:q}"
+        " --summary-md {output.summary_md:q} > {log:q} 2>&1"
 
 
 rule spectra_analysis:
     input:
         spectra=res("spectra", "spectra.h5"),
         bic=res("spectra", "tables/bic.csv"),
-        models=expand(res("spectra", "models/{model}/model.pt"), model=SPECTRA_MODELS),
+        bic_summary=res("spectra", "tables/bic_summary.csv"),
+        models=expand(
+            res("spectra", "models/{model}/r{repeat}/model.pt"),
+            model=SPECTRA_MODELS,
+            repeat=SPECTRA_REPEATS,
+        ),
         **SPECTRA_TRUTH,
     output:
         catalog=res("spectra", "latent_catalog.parquet"),
@@ -257,7 +275,7 @@ rule spectra_analysis:
         arrays=res("spectra", "analysis.h5"),
     params:
         config=cli_config("spectra", "grid", "analysis", "split"),
-        models=lambda wildcards, input: Path(input.models[0]).parent.parent,
+        models=lambda wildcards, input: Path(input.models[0]).parents[2],
         truth=lambda wildcards, input: f"--truth {input.truth}" if "truth" in input.keys() else "",
     threads: 2
     resources:
@@ -270,7 +288,8 @@ rule spectra_analysis:
         "../../envs/spectra.yaml"
     shell:
         "galforge spectra-analysis --config {params.config:q} --no-progress --threads {threads}"
-        " --spectra {input.spectra:q} --bic {input.bic:q} --models {params.models:q}"
+        " --spectra {input.spectra:q} --bic {input.bic:q} --bic-summary {input.bic_summary:q}"
+        " --models {params.models:q}"
         " {params.truth} --catalog {output.catalog:q} --pca {output.pca:q} --mi {output.mi:q}"
         " --shap {output.shap:q} --truth-report {output.truth:q} --arrays {output.arrays:q}"
         " > {log:q} 2>&1"
@@ -279,7 +298,7 @@ rule spectra_analysis:
 # The paper's headline numbers beside ours: a table in the report (its HTML copy).
 rule spectra_parity:
     input:
-        bic=res("spectra", "tables/bic.csv"),
+        bic=res("spectra", "tables/bic_summary.csv"),
         pca=res("spectra", "tables/pca_variance.csv"),
         arrays=res("spectra", "analysis.h5"),
         truth=res("spectra", "tables/truth_recovery.json"),
@@ -311,10 +330,15 @@ rule spectra_figures:
         spectra=res("spectra", "spectra.h5"),
         catalog=res("spectra", "latent_catalog.parquet"),
         bic=res("spectra", "tables/bic.csv"),
+        bic_summary=res("spectra", "tables/bic_summary.csv"),
         pca=res("spectra", "tables/pca_variance.csv"),
         mi=res("spectra", "tables/mi.csv"),
         arrays=res("spectra", "analysis.h5"),
-        metrics=expand(res("spectra", "models/{model}/metrics.csv"), model=SPECTRA_MODELS),
+        metrics=expand(
+            res("spectra", "models/{model}/r{repeat}/metrics.csv"),
+            model=SPECTRA_MODELS,
+            repeat=SPECTRA_REPEATS,
+        ),
         **SPECTRA_TRUTH,
     output:
         fig1=report(
@@ -379,6 +403,7 @@ rule spectra_figures:
         "../../envs/spectra.yaml"
     shell:
         "galforge spectra-figures --config {params.config:q} --spectra {input.spectra:q}"
-        " --catalog {input.catalog:q} --bic {input.bic:q} --pca {input.pca:q} --mi {input.mi:q}"
+        " --catalog {input.catalog:q} --bic {input.bic:q} --bic-summary {input.bic_summary:q}"
+        " --pca {input.pca:q} --mi {input.mi:q}"
         " --arrays {input.arrays:q} --metrics {input.metrics:q} {params.truth}"
         " --outdir {params.outdir:q} > {log:q} 2>&1"

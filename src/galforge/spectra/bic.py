@@ -29,6 +29,20 @@ the tempered form an extra latent must lower the mean reduced χ² by more than
 ``2 ln(n) / n`` (2 % for n = 600) to pay for itself. Both alternatives are
 still reported (``gauss_log_l``, ``elbo`` and their BICs) for comparison.
 
+Several training seeds
+----------------------
+A trained model's BIC carries training noise (initial weights, batch order): on the
+demo mock (seed 42, 10 epochs) the BIC of one VAE grid point varied by a standard
+deviation of 0.3–5 over three training seeds, and two seeds had their minimum at d = 5,
+the third at d = 6 (1.0 below its d = 5). Every grid point is therefore trained
+``grid.seeds`` times (repeats, each with its own seed, all on the same validation spectra), :func:`bic_table` keeps one row per
+(model, repeat), and :func:`bic_summary` one row per grid point: mean, standard
+deviation, min and max of the BIC over the repeats, and the difference of the mean to
+the lowest mean of its kind with its standard error
+``sqrt(s²_d / m_d + s²_best / m_best)`` (the repeats of two grid points are independent
+trainings). The latent size is chosen by the **mean** BIC per kind; the analyses use
+the chosen grid point's repeat with the lowest BIC (its *representative*).
+
 Evidence (synthetic spectra with P known non-linear factors; the grids are in
 the docstring of ``tests/spectra/test_bic.py``): the tempered BIC's minimum sat
 at P or P + 1 in every grid we ran (P = 2, 3, 4), while the per-pixel Gaussian
@@ -50,7 +64,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -64,10 +78,14 @@ log = logging.getLogger("galforge.spectra")
 
 __all__ = [
     "BIC_COLUMNS",
+    "SUMMARY_COLUMNS",
     "best_model",
+    "bic_summary",
     "bic_table",
+    "chosen_run",
     "evaluate_model",
     "load_evaluations",
+    "read_bic_summary",
     "read_bic_table",
     "tempered_log_likelihood",
     "write_bic_table",
@@ -75,13 +93,25 @@ __all__ = [
 ]
 
 #: Columns :func:`read_bic_table` needs.
-_READ_COLUMNS: tuple[str, ...] = ("model_id", "kind", "conditions", "latent_dim", "bic",
-                                  "chi2_nu", "best_in_kind")
-#: Columns of :func:`bic_table`, in order.
+_READ_COLUMNS: tuple[str, ...] = ("model_id", "repeat", "seed", "kind", "conditions",
+                                  "latent_dim", "bic", "chi2_nu", "best_in_kind")
+#: Columns :func:`read_bic_summary` needs.
+_READ_SUMMARY_COLUMNS: tuple[str, ...] = (
+    "model_id", "kind", "conditions", "latent_dim", "n_seeds", "bic_mean", "bic_std",
+    "delta_bic", "delta_bic_se", "best_in_kind", "chi2_nu_mean", "representative_repeat",
+    "representative_seed")
+#: Columns of :func:`bic_table` (one row per model and repeat), in order.
 BIC_COLUMNS: tuple[str, ...] = (
-    "model_id", "kind", "conditions", "latent_dim", "n_conditions", "k", "n", "log_l", "bic",
-    "delta_bic", "best_in_kind", "best_in_group", "chi2_nu", "gauss_log_l", "bic_gauss",
-    "elbo", "bic_elbo", "kl_mean", "active_latents",
+    "model_id", "repeat", "seed", "kind", "conditions", "latent_dim", "n_conditions", "k", "n",
+    "log_l", "bic", "delta_bic", "best_in_kind", "best_in_group", "chi2_nu", "gauss_log_l",
+    "bic_gauss", "elbo", "bic_elbo", "kl_mean", "active_latents",
+)
+#: Columns of :func:`bic_summary` (one row per grid point), in order.
+SUMMARY_COLUMNS: tuple[str, ...] = (
+    "model_id", "kind", "conditions", "latent_dim", "n_conditions", "k", "n", "n_seeds",
+    "bic_mean", "bic_std", "bic_min", "bic_max", "delta_bic", "delta_bic_se", "best_in_kind",
+    "best_in_group", "n_seeds_best", "chi2_nu_mean", "chi2_nu_std", "representative_repeat",
+    "representative_seed",
 )
 
 
@@ -117,7 +147,8 @@ def evaluate_model(
     Returns
     -------
     dict
-        ``model_id``, ``kind``, ``conditions`` (property columns), ``latent_dim``,
+        ``model_id``, ``seed`` (the training seed stored in the model file), ``kind``,
+        ``conditions`` (property columns), ``latent_dim``,
         ``n_conditions``, ``k``, ``n`` (validation spectra used), ``log_l``
         (:func:`tempered_log_likelihood`), ``bic`` (``k ln n − 2 log_l``), ``chi2_nu``
         (σ̂², the mean reduced χ²), ``gauss_log_l`` (Σ_j of the full per-pixel
@@ -173,6 +204,7 @@ def evaluate_model(
     kl_per = kl.mean(axis=0)
     out = {
         "model_id": model_id(kind, model.conditions, model.latent_dim),
+        "seed": int(norm.get("seed", norm.get("split", {}).get("seed", -1))),
         "kind": kind,
         "conditions": list(model.conditions),
         "latent_dim": int(model.latent_dim),
@@ -230,16 +262,18 @@ def _cond_label(conds: Any) -> str:
 
 
 def bic_table(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    """One row per model, sorted by kind, conditions and latent size, best models marked.
+    """One row per model and repeat, sorted by kind, conditions, latent size and repeat.
 
     ``bic`` is recomputed from ``k``, ``n`` and ``log_l`` (so the table never
-    disagrees with its inputs). ``delta_bic`` is relative to the smallest BIC of the
-    same kind; ``best_in_kind`` marks the lowest BIC among the VAEs and among the
-    CVAEs, ``best_in_group`` the lowest within each condition set (one line of
-    Fig. 2). ``conditions`` is written with short names (``""`` for the VAE).
-    A warning is logged when the models were evaluated on different numbers of
-    spectra (CVAE rows without finite conditions), since BICs then compare
-    slightly different data.
+    disagrees with its inputs). Within each repeat (one training seed): ``delta_bic`` is
+    relative to the smallest BIC of the same kind, ``best_in_kind`` marks the lowest BIC
+    among the VAEs and among the CVAEs (that seed's own choice), ``best_in_group`` the
+    lowest within each condition set. ``conditions`` is written with short names
+    (``""`` for the VAE). A row without ``repeat`` is repeat 0 (an evaluation of a
+    one-seed grid); ``seed`` is the training seed (−1 when unknown). The choice over
+    the repeats is :func:`bic_summary`'s. A warning is logged when the models were
+    evaluated on different numbers of spectra (CVAE rows without finite conditions),
+    since BICs then compare slightly different data.
     """
     recs = []
     for r in rows:
@@ -248,7 +282,8 @@ def bic_table(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
             raise InputError(f"model {r.get('model_id')!r}: n must be >= 1, got {n}")
         rec = {c: r.get(c, np.nan) for c in BIC_COLUMNS}
         rec.update(
-            model_id=str(r["model_id"]), kind=str(r["kind"]),
+            model_id=str(r["model_id"]), repeat=int(r.get("repeat", 0)),
+            seed=int(r.get("seed", -1)), kind=str(r["kind"]),
             conditions=_cond_label(r.get("conditions")), latent_dim=int(r["latent_dim"]),
             n_conditions=int(r.get("n_conditions", len(r.get("conditions") or []))), k=k, n=n,
             log_l=log_l, bic=k * math.log(n) - 2.0 * log_l,
@@ -257,48 +292,106 @@ def bic_table(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     if not recs:
         raise InputError("no model evaluations to tabulate")
     df = pd.DataFrame(recs, columns=list(BIC_COLUMNS))
-    if df["model_id"].duplicated().any():
-        dup = df.loc[df["model_id"].duplicated(), "model_id"].iloc[0]
-        raise InputError(f"model {dup!r} is listed twice")
+    dup = df.duplicated(["model_id", "repeat"])
+    if dup.any():
+        first = df.loc[dup].iloc[0]
+        raise InputError(f"model {first['model_id']!r} repeat {first['repeat']} is listed twice")
     if df["n"].nunique() > 1:
         log.warning("the models were evaluated on different numbers of spectra (%s): their BICs "
                     "compare slightly different data", sorted(df["n"].unique().tolist()))
-    df = df.sort_values(["kind", "n_conditions", "conditions", "latent_dim"], kind="stable")
-    df = df.reset_index(drop=True)
-    df["delta_bic"] = df["bic"] - df.groupby("kind")["bic"].transform("min")
+    df = df.sort_values(["kind", "n_conditions", "conditions", "latent_dim", "repeat"],
+                        kind="stable").reset_index(drop=True)
+    df["delta_bic"] = df["bic"] - df.groupby(["kind", "repeat"])["bic"].transform("min")
     df["best_in_kind"] = False
-    df.loc[df.groupby("kind")["bic"].idxmin(), "best_in_kind"] = True
+    df.loc[df.groupby(["kind", "repeat"])["bic"].idxmin(), "best_in_kind"] = True
     df["best_in_group"] = False
-    df.loc[df.groupby(["kind", "conditions"])["bic"].idxmin(), "best_in_group"] = True
+    df.loc[df.groupby(["kind", "conditions", "repeat"])["bic"].idxmin(), "best_in_group"] = True
     return df
 
 
+def bic_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per grid point of a :func:`bic_table`: the BIC over the repeats, the choice.
+
+    ``bic_mean``, ``bic_std`` (sample standard deviation, NaN for one repeat), ``bic_min``,
+    ``bic_max`` over the ``n_seeds`` repeats; ``chi2_nu_mean``, ``chi2_nu_std`` likewise.
+    ``best_in_kind`` marks the lowest **mean** BIC among the VAEs and among the CVAEs (the
+    choice; a tie goes to the smaller model), ``best_in_group`` the lowest within each
+    condition set. ``delta_bic`` is the mean's excess over the best mean of its kind and
+    ``delta_bic_se`` its standard error ``sqrt(s²/m + s²_best/m_best)`` (0 for the best
+    itself, NaN with one repeat). ``n_seeds_best``: in how many repeats this grid point
+    had that repeat's lowest BIC of its kind (the per-seed choices).
+    ``representative_repeat`` / ``representative_seed``: the repeat with the grid
+    point's lowest BIC, which the analyses use.
+
+    Raises :class:`~galforge.io.InputError` when the grid points were not all trained
+    with the same repeats (their means would average different seeds).
+    """
+    need = ("model_id", "repeat", "seed", "kind", "conditions", "latent_dim", "bic", "chi2_nu",
+            "best_in_kind")
+    if missing := [c for c in need if c not in table.columns]:
+        raise InputError(f"the BIC table lacks column(s) {', '.join(missing)}")
+    if table.empty:
+        raise InputError("the BIC table is empty")
+    repeats = table.groupby("model_id", sort=False)["repeat"].apply(lambda r: tuple(sorted(r)))
+    if repeats.nunique() > 1:
+        want = max(repeats, key=len)
+        odd = next(m for m, r in repeats.items() if r != want)
+        raise InputError(f"model {odd!r} has repeats {list(repeats[odd])}, others "
+                         f"{list(want)}: every grid point needs the same repeats")
+    first = [c for c in ("model_id", "kind", "conditions", "latent_dim", "n_conditions", "k", "n")
+             if c in table.columns]
+    g = table.groupby("model_id", sort=False)
+    out = g[first].first().reset_index(drop=True)
+    bic = g["bic"]
+    out["n_seeds"] = g.size().to_numpy()
+    out["bic_mean"] = bic.mean().to_numpy()
+    out["bic_std"] = bic.std(ddof=1).to_numpy()
+    out["bic_min"] = bic.min().to_numpy()
+    out["bic_max"] = bic.max().to_numpy()
+    best_of = out.groupby("kind")["bic_mean"].idxmin()
+    ref = out.loc[best_of.reindex(out["kind"]).to_numpy()].reset_index(drop=True)
+    out["delta_bic"] = out["bic_mean"] - ref["bic_mean"]
+    se = np.sqrt(out["bic_std"] ** 2 / out["n_seeds"] + ref["bic_std"] ** 2 / ref["n_seeds"])
+    out["delta_bic_se"] = np.where(out["model_id"] == ref["model_id"],
+                                   np.where(out["n_seeds"] > 1, 0.0, np.nan), se)
+    out["best_in_kind"] = False
+    out.loc[best_of.to_numpy(), "best_in_kind"] = True
+    out["best_in_group"] = False
+    out.loc[out.groupby(["kind", "conditions"])["bic_mean"].idxmin().to_numpy(),
+            "best_in_group"] = True
+    best_rows = table["best_in_kind"].astype(str).str.lower().isin(("true", "1"))
+    per_seed = table[best_rows].groupby("model_id").size()
+    out["n_seeds_best"] = per_seed.reindex(out["model_id"]).fillna(0).astype(int).to_numpy()
+    out["chi2_nu_mean"] = g["chi2_nu"].mean().to_numpy()
+    out["chi2_nu_std"] = g["chi2_nu"].std(ddof=1).to_numpy()
+    rep = table.loc[bic.idxmin().to_numpy(), ["repeat", "seed"]].reset_index(drop=True)
+    out["representative_repeat"] = rep["repeat"].astype(int).to_numpy()
+    out["representative_seed"] = rep["seed"].astype(np.int64).to_numpy()
+    return out[[c for c in SUMMARY_COLUMNS if c in out.columns]]
+
+
 def write_bic_table(table: pd.DataFrame, csv: str | os.PathLike, md: str | os.PathLike) -> None:
-    """Write the BIC table (:func:`bic_table`) as CSV and as a Markdown table."""
+    """Write a BIC table (:func:`bic_table` or :func:`bic_summary`) as CSV and Markdown."""
     from galforge.stats import write_tables
 
     write_tables(table, csv, md)
 
 
-def read_bic_table(path: str | os.PathLike) -> pd.DataFrame:
-    """The BIC table written by :func:`write_bic_table`.
-
-    VAE conditions read as ``""``; ``latent_dim``, ``bic`` and ``chi2_nu`` as numbers.
-    Raises :class:`~galforge.io.InputError` naming the file on a missing file or column.
-    """
+def _read_csv_table(path: str | os.PathLike, what: str, columns: Sequence[str],
+                    numeric: Sequence[str]) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"BIC table not found: {path}")
+        raise InputError(f"{what} not found: {path}")
     try:
-        t = pd.read_csv(path, dtype={"conditions": str, "kind": str})
+        t = pd.read_csv(path, dtype={"conditions": str, "kind": str, "model_id": str})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: not a readable CSV ({exc})") from None
-    missing = [c for c in _READ_COLUMNS if c not in t.columns]
+    missing = [c for c in columns if c not in t.columns]
     if missing:
         raise InputError(f"{path}: column(s) {', '.join(map(repr, missing))} missing "
                          f"(has {', '.join(map(str, t.columns))})")
     t["conditions"] = t["conditions"].fillna("")
-    for col in ("latent_dim", "bic", "chi2_nu"):
+    for col in numeric:
         v = pd.to_numeric(t[col], errors="coerce")
         if v.isna().all() and len(t):
             raise InputError(f"{path}: column {col!r} has no numeric value")
@@ -306,12 +399,48 @@ def read_bic_table(path: str | os.PathLike) -> pd.DataFrame:
     return t
 
 
+def read_bic_table(path: str | os.PathLike) -> pd.DataFrame:
+    """The per-(model, repeat) BIC table written by :func:`write_bic_table` (``bic.csv``).
+
+    VAE conditions read as ``""``; ``latent_dim``, ``repeat``, ``seed``, ``bic`` and
+    ``chi2_nu`` as numbers. Raises :class:`~galforge.io.InputError` naming the file on a
+    missing file or column.
+    """
+    return _read_csv_table(path, "BIC table", _READ_COLUMNS,
+                           ("latent_dim", "repeat", "seed", "bic", "chi2_nu"))
+
+
+def read_bic_summary(path: str | os.PathLike) -> pd.DataFrame:
+    """The per-grid-point summary written by :func:`write_bic_table` (``bic_summary.csv``).
+
+    VAE conditions read as ``""``; the latent size, the BIC statistics and the
+    representative repeat and seed as numbers. Raises :class:`~galforge.io.InputError`
+    naming the file on a missing file or column.
+    """
+    return _read_csv_table(path, "BIC summary", _READ_SUMMARY_COLUMNS,
+                           ("latent_dim", "n_seeds", "bic_mean", "chi2_nu_mean",
+                            "representative_repeat", "representative_seed"))
+
+
 def best_model(table: pd.DataFrame, kind: str = "vae", conditions: str | None = None) -> str:
-    """``model_id`` of the lowest-BIC model of ``kind`` (and condition set, short names)."""
+    """``model_id`` of the chosen model of ``kind`` (and condition set, short names).
+
+    On a :func:`bic_summary` the lowest mean BIC (the choice); on a :func:`bic_table`
+    of one repeat, the lowest BIC.
+    """
     sub = table[table["kind"] == kind]
     if conditions is not None:
         sub = sub[sub["conditions"] == conditions]
     if sub.empty:
         raise InputError(f"no {kind} model{' with conditions ' + conditions if conditions else ''} "
                          "in the BIC table")
-    return str(sub.loc[sub["bic"].idxmin(), "model_id"])
+    column = "bic_mean" if "bic_mean" in sub.columns else "bic"
+    return str(sub.loc[sub[column].idxmin(), "model_id"])
+
+
+def chosen_run(summary: pd.DataFrame, kind: str = "vae") -> tuple[str, int, int]:
+    """``(model_id, repeat, seed)`` the analyses use for ``kind``: the grid point of lowest
+    mean BIC (:func:`bic_summary`) and its repeat with the lowest BIC."""
+    mid = best_model(summary, kind)
+    row = summary[summary["model_id"] == mid].iloc[0]
+    return mid, int(row["representative_repeat"]), int(row["representative_seed"])

@@ -62,17 +62,19 @@ def _train(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     s = _settings(cfg)
     steps.train(args.spectra, args.model, args.metrics, args.summary, args.evaluation,
                 args.workdir, settings=s.model.for_model(args.model_id),
-                train_settings=s.train, seed=cfg["seed"], val_fraction=s.split.val_fraction, run_config=cfg, progress=not args.no_progress)
+                train_settings=s.train, seed=cfg["seed"], val_fraction=s.split.val_fraction,
+                repeat=args.repeat, run_config=cfg, progress=not args.no_progress)
 
 
 def _bic(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
-    steps.bic(args.evaluations, args.out, args.out_md)
+    steps.bic(args.evaluations, args.out, args.out_md, args.summary, args.summary_md)
 
 
 def _analysis(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     settings = _settings(cfg).analysis
     steps.analysis(
-        args.spectra, args.bic, args.models, catalog_out=args.catalog, pca_out=args.pca,
+        args.spectra, args.bic, args.bic_summary, args.models, catalog_out=args.catalog,
+        pca_out=args.pca,
         mi_out=args.mi, shap_out=args.shap, arrays_out=args.arrays, truth_out=args.truth_report,
         settings=settings, seed=cfg["seed"], source=cfg["source"], truth=args.truth,
         progress=not args.no_progress,
@@ -85,9 +87,9 @@ def _parity(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
 
 
 def _figures(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
-    steps.figures(spectra=args.spectra, catalog=args.catalog, bic=args.bic, pca=args.pca,
-                  mi=args.mi, arrays=args.arrays, metrics=args.metrics, outdir=args.outdir,
-                  cfg=cfg, truth=args.truth)
+    steps.figures(spectra=args.spectra, catalog=args.catalog, bic=args.bic,
+                  bic_summary=args.bic_summary, pca=args.pca, mi=args.mi, arrays=args.arrays,
+                  metrics=args.metrics, outdir=args.outdir, cfg=cfg, truth=args.truth)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -127,24 +129,32 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "out": "output spectra HDF5",
                     "rejects": "output CSV of every rejected spectrum",
                     "report": "output JSON: counts per reject reason, infill"})
-    add_command(sub, "spectra-train", _train,
-                "train one VAE / CVAE of the grid (resumes from its checkpoint after a kill)", {
-                    "model-id": "grid identifier, e.g. vae-d3, cvae-ssfr+z-d2",
-                    "spectra": "input spectra HDF5",
-                    "model": "output final checkpoint",
-                    "metrics": "output per-epoch metrics (CSV)",
-                    "summary": "output JSON summary of the training",
-                    "evaluation": "output JSON: held-out likelihood and BIC of the trained model",
-                    "workdir": "folder of the rolling checkpoint"})
-    add_command(sub, "spectra-bic", _bic, "the BIC table of the model grid (Fig 2)", {
-        "evaluations+": "input evaluation JSONs",
-        "out": "output CSV",
-        "out-md": "output Markdown table"})
+    p = add_command(sub, "spectra-train", _train,
+                    "train one repeat of one VAE / CVAE of the grid (resumes from its "
+                    "checkpoint after a kill)", {
+                        "model-id": "grid identifier, e.g. vae-d3, cvae-ssfr+z-d2",
+                        "spectra": "input spectra HDF5",
+                        "model": "output final checkpoint",
+                        "metrics": "output per-epoch metrics (CSV)",
+                        "summary": "output JSON summary of the training",
+                        "evaluation": "output JSON: held-out likelihood and BIC of the trained "
+                                      "model",
+                        "workdir": "folder of the rolling checkpoint"})
+    p.add_argument("--repeat", type=int, default=0,
+                   help="repeat of the grid point (0 = the run's seed; r: the r-th derived seed)")
+    add_command(sub, "spectra-bic", _bic,
+                "the BIC of every model and seed, and its summary over the seeds (Fig 2)", {
+                    "evaluations+": "input evaluation JSONs (every model and repeat)",
+                    "out": "output CSV, one row per model and repeat",
+                    "out-md": "output Markdown table of it",
+                    "summary": "output CSV, one row per grid point: BIC over the seeds, choice",
+                    "summary-md": "output Markdown table of it"})
     add_command(sub, "spectra-analysis", _analysis,
                 "PCA of the best VAE's latents, D catalog, MI, sweeps and SHAP", {
                     "spectra": "input spectra HDF5",
-                    "bic": "input BIC table (CSV)",
-                    "models": "folder of the trained models (<id>/model.pt)",
+                    "bic": "input BIC table, one row per model and repeat (CSV)",
+                    "bic-summary": "input BIC summary over the seeds (CSV)",
+                    "models": "folder of the trained models (<id>/r<repeat>/model.pt)",
                     "truth?": "the mock's truth file (mock only)",
                     "catalog": "output D catalog (Parquet)",
                     "pca": "output PCA variance table (CSV)",
@@ -154,15 +164,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "arrays": "output arrays for the figures (HDF5)"})
     add_command(sub, "spectra-parity", _parity,
                 "the paper's headline numbers beside ours (CSV, Markdown, HTML for the report)", {
-                    "bic": "input BIC table (CSV)",
+                    "bic": "input BIC summary over the seeds (CSV)",
                     "pca": "input PCA variance table (CSV)",
                     "arrays": "input analysis arrays (HDF5: the mean |SHAP| of each D)",
                     "truth-report": "input JSON: the analysis step's truth-recovery report",
                     **PARITY_OUTPUTS})
     add_command(sub, "spectra-figures", _figures,
                 "every figure of the study (PDF + PNG, provenance-stamped)", {
-                    **{k: f"input {k}" for k in ("spectra", "catalog", "bic", "pca", "mi",
-                                                 "arrays")},
-                    "metrics+": "metrics.csv of every model (models/<id>/metrics.csv)",
+                    **{k: f"input {k}" for k in ("spectra", "catalog", "bic", "bic-summary",
+                                                 "pca", "mi", "arrays")},
+                    "metrics+": "metrics.csv of every model and repeat "
+                                "(models/<id>/r<repeat>/metrics.csv)",
                     "truth?": "the mock's truth file: adds the truth figure",
                     "outdir": "folder of the figures"})

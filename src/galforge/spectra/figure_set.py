@@ -113,6 +113,7 @@ def make_figures(
     spectra: str | os.PathLike,
     catalog: str | os.PathLike,
     bic: str | os.PathLike,
+    bic_summary: str | os.PathLike,
     pca: str | os.PathLike,
     mi: str | os.PathLike,
     analysis: str | os.PathLike,
@@ -131,12 +132,16 @@ def make_figures(
         the names of :data:`FIG1_PROPERTIES` are read.
     catalog : path
         The latent catalog (Parquet): ``key`` and ``D1 … Dk``, rows in spectra order.
-    bic, pca, mi : path
-        ``bic.csv``, ``pca_variance.csv`` and ``mi.csv`` of the analysis.
+    bic, bic_summary : path
+        ``bic.csv`` (every model and seed) and ``bic_summary.csv`` (every grid point: the
+        BIC over the seeds, the choice) of the BIC step.
+    pca, mi : path
+        ``pca_variance.csv`` and ``mi.csv`` of the analysis.
     analysis : path
         The analysis arrays (HDF5): sweeps, CVAE sweeps (optional group) and SHAP.
     metrics : mapping
-        Model id → its training ``metrics.csv``.
+        Model id → its training ``metrics.csv`` (one per grid point: its representative
+        repeat, :func:`galforge.spectra.steps.figures`).
     outdir : path
         Folder of the figures (created).
     cfg : mapping
@@ -151,7 +156,7 @@ def make_figures(
         read_analysis_arrays,
         read_latent_catalog,
     )
-    from galforge.spectra.bic import read_bic_table
+    from galforge.spectra.bic import read_bic_summary, read_bic_table
 
     section = cfg.get("spectra") or {}
     settings = AnalysisSettings.from_dict(section.get("analysis") or {})
@@ -172,6 +177,7 @@ def make_figures(
     if not np.array_equal(cat["key"].to_numpy(np.int64), spec["key"]):
         raise InputError(f"{cat_path}: column 'key' is not in the order of {spec['path']}")
     bic_t = read_bic_table(bic)
+    summary_t = read_bic_summary(bic_summary)
     pca_t = _read_csv(pca, "PCA variance table", ("component", "fraction"))
     mi_path = Path(mi)
     mi_t = _read_csv(mi, "MI table", ("component", "property", "nmi"))
@@ -207,9 +213,9 @@ def make_figures(
         # Fig 2: the BIC grid
         n_planted = truth_info[2] if truth_info is not None else None
         try:
-            fig2 = F.fig_bic_grid(bic_t, n_planted=n_planted)
+            fig2 = F.fig_bic_grid(summary_t, bic_t, n_planted=n_planted)
         except ValueError as exc:
-            raise InputError(f"{bic}: {exc}") from None
+            raise InputError(f"{bic_summary}, {bic}: {exc}") from None
         save(fig2, "fig2_bic_grid")
 
         # Fig 3: decoded sweeps along each D

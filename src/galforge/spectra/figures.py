@@ -308,39 +308,68 @@ def _as_bool(s: pd.Series) -> np.ndarray:
 
 
 def fig_bic_grid(
-    bic: pd.DataFrame,
+    summary: pd.DataFrame,
+    seeds: pd.DataFrame | None = None,
     *,
     n_planted: int | None = None,
     column: str = "bic",
 ) -> Figure:
-    """Fig 2: model selection over the grid — BIC (left) and mean reduced χ² (right).
+    """Fig 2: model selection over the grid — BIC (left) and mean reduced χ² (right), each
+    the mean over the training seeds with its spread.
 
-    One line per model family (``kind``, ``conditions``): "VAE", "CVAE (mstar+sfr)", …
-    against ``latent_dim``. Left: ``column`` (``"bic"``, shown relative to the smallest
-    value of the whole table, or ``"delta_bic"``, relative to the best of each kind);
-    the y axis turns symmetric-log when the values span more than three decades above
-    10. The model with ``best_in_kind`` of each kind is marked with a star and named.
-    Right: ``chi2_nu`` (mean χ² per weighted pixel on the validation spectra). With
-    ``n_planted`` (the mock's number of planted parameters) a dotted vertical line marks
-    it on both panels. Two axes.
+    ``summary`` has one row per grid point (:func:`galforge.spectra.bic.bic_summary`:
+    ``bic_mean``, ``bic_std``, ``chi2_nu_mean``, ``chi2_nu_std``, ``best_in_kind``); one
+    line per model family (``kind``, ``conditions``): "VAE", "CVAE (mstar+sfr)", … against
+    ``latent_dim``, with error bars of ± one standard deviation over the seeds. ``seeds``
+    (optional, :func:`~galforge.spectra.bic.bic_table`: ``bic``, ``chi2_nu`` per model and
+    seed) adds every seed's value as a small point beside its mean. Left: the mean BIC
+    relative to the smallest mean of the whole table (``column="bic"``) or of its kind
+    (``"delta_bic"``); the y axis turns symmetric-log when the values span more than
+    three decades above 10. The ``best_in_kind`` grid point of each kind (lowest mean)
+    is marked with a star and named. Right: ``chi2_nu`` (mean χ² per weighted pixel on the
+    validation spectra). With ``n_planted`` (the mock's number of planted parameters) a
+    dotted vertical line marks it on both panels. Two axes.
     """
-    need = {"kind", "conditions", "latent_dim", column, "chi2_nu", "best_in_kind"}
-    if missing := sorted(need - set(bic.columns)):
-        raise ValueError(f"BIC table lacks column(s) {missing}")
-    df = bic.copy()
-    df["conditions"] = [("" if pd.isna(v) else str(v)) for v in df["conditions"]]
-    df["kind"] = df["kind"].astype(str).str.lower()
-    df["latent_dim"] = pd.to_numeric(df["latent_dim"], errors="coerce")
-    y_raw = pd.to_numeric(df[column], errors="coerce").to_numpy(float)
+    need = {"kind", "conditions", "latent_dim", "bic_mean", "bic_std", "chi2_nu_mean",
+            "best_in_kind"}
+    if missing := sorted(need - set(summary.columns)):
+        raise ValueError(f"BIC summary lacks column(s) {missing}")
+    if column not in ("bic", "delta_bic"):
+        raise ValueError(f"column must be 'bic' or 'delta_bic', got {column!r}")
+
+    def frame(t: pd.DataFrame) -> pd.DataFrame:
+        t = t.copy()
+        t["conditions"] = [("" if pd.isna(v) else str(v)) for v in t["conditions"]]
+        t["kind"] = t["kind"].astype(str).str.lower()
+        t["latent_dim"] = pd.to_numeric(t["latent_dim"], errors="coerce")
+        return t
+
+    df = frame(summary)
+    mean = pd.to_numeric(df["bic_mean"], errors="coerce")
     if column == "bic":
-        fin = y_raw[np.isfinite(y_raw)]
-        df["_y"] = y_raw - (fin.min() if fin.size else 0.0)
-        ylab = r"BIC $-$ BIC$_\mathrm{min}$"
+        fin = mean[np.isfinite(mean)]
+        ref = pd.Series(fin.min() if fin.size else 0.0, index=df.index)
+        ylab = r"mean BIC $-$ its minimum"
     else:
-        df["_y"] = y_raw
-        ylab = r"$\Delta$BIC (vs best of its kind)"
-    df["_chi"] = pd.to_numeric(df["chi2_nu"], errors="coerce")
+        ref = mean.groupby(df["kind"]).transform("min")
+        ylab = r"$\Delta$ mean BIC (vs best of its kind)"
+    ref_of_kind = dict(zip(df["kind"], ref, strict=True))
+    df["_y"] = mean - ref
+    df["_err"] = pd.to_numeric(df["bic_std"], errors="coerce").fillna(0.0)
+    df["_chi"] = pd.to_numeric(df["chi2_nu_mean"], errors="coerce")
+    chi_std = df["chi2_nu_std"] if "chi2_nu_std" in df.columns else pd.Series(0.0, df.index)
+    df["_chi_err"] = pd.to_numeric(chi_std, errors="coerce").fillna(0.0)
     df["_best"] = _as_bool(df["best_in_kind"])
+    n_seeds = pd.to_numeric(df.get("n_seeds", pd.Series(1, df.index)), errors="coerce")
+    n_max = int(n_seeds.max()) if n_seeds.notna().any() else 1
+    sd = None
+    if seeds is not None:
+        if missing := sorted({"kind", "conditions", "latent_dim", "bic", "chi2_nu"}
+                             - set(seeds.columns)):
+            raise ValueError(f"per-seed BIC table lacks column(s) {missing}")
+        sd = frame(seeds)
+        sd["_y"] = pd.to_numeric(sd["bic"], errors="coerce") - sd["kind"].map(ref_of_kind)
+        sd["_chi"] = pd.to_numeric(sd["chi2_nu"], errors="coerce")
     groups = list(dict.fromkeys(zip(df["kind"], df["conditions"], strict=True)))
     groups.sort(key=lambda g: (g[0] != "vae", g[1].count("+"), g[1]))
     colours = [c for i, c in enumerate(PALETTE) if i != 6]  # no yellow on white
@@ -349,28 +378,40 @@ def fig_bic_grid(
     with style():
         fig = new_figure(figsize=(7.2, 2.9), layout="constrained")
         ax_b, ax_c = fig.subplots(1, 2, sharex=True)
+        seed_label = "one training seed"
         for gi, (kind, conds) in enumerate(groups):
             sub = df[(df["kind"] == kind) & (df["conditions"] == conds)].sort_values("latent_dim")
-            style_kw = dict(color=colours[gi % len(colours)], marker=markers[gi % len(markers)],
-                            ms=3.5, lw=1.0, ls="-" if kind == "vae" else "--")
+            colour = colours[gi % len(colours)]
+            style_kw = dict(color=colour, marker=markers[gi % len(markers)], ms=3.5, lw=1.0,
+                            ls="-" if kind == "vae" else "--", capsize=2.0, elinewidth=0.8)
             lab = group_label(kind, conds)
-            ax_b.plot(sub["latent_dim"], sub["_y"], label=lab, **style_kw)
-            ax_c.plot(sub["latent_dim"], sub["_chi"], label=lab, **style_kw)
-        star_label = "lowest BIC of its kind"
-        for kind in ("vae", "cvae"):
-            best = df[(df["kind"] == kind) & df["_best"]]
-            if best.empty:
-                continue
-            r = best.iloc[0]
+            ax_b.errorbar(sub["latent_dim"], sub["_y"], yerr=sub["_err"], label=lab, **style_kw)
+            ax_c.errorbar(sub["latent_dim"], sub["_chi"], yerr=sub["_chi_err"], label=lab,
+                          **style_kw)
+            if sd is not None:
+                pts = sd[(sd["kind"] == kind) & (sd["conditions"] == conds)]
+                x = pts["latent_dim"] + 0.12 * (1 if kind == "vae" else -1)
+                for ax, ycol in ((ax_b, "_y"), (ax_c, "_chi")):
+                    ax.plot(x, pts[ycol], ls="none", marker=".", ms=3.0, color=colour,
+                            alpha=0.55, gid=f"seeds-{kind}-{conds}",
+                            label=seed_label if ax is ax_b else None)
+                seed_label = None  # one legend entry for every seed point
+        star_label = "lowest mean BIC of its kind"
+        bests = {k: df[(df["kind"] == k) & df["_best"]] for k in ("vae", "cvae")}
+        bests = {k: b.iloc[0] for k, b in bests.items() if not b.empty}
+        top = max(bests, key=lambda k: (bests[k]["_y"], k == "cvae")) if bests else None
+        for kind, r in bests.items():
             name = "VAE" if kind == "vae" else "CVAE"
             for ax, ycol in ((ax_b, "_y"), (ax_c, "_chi")):
                 ax.plot([r["latent_dim"]], [r[ycol]], ls="none", marker="*", ms=11, mfc="none",
                         mec="black", mew=0.9, zorder=5, gid=f"best-{kind}",
                         label=star_label if ax is ax_b else None)
             star_label = None  # one legend entry for all stars
+            # the label of the higher star above it, the other's below (no overlap)
             ax_b.annotate(f"best {name}\n(d = {int(r['latent_dim'])})",
-                          (r["latent_dim"], r["_y"]), xytext=(6, 8 if kind == "vae" else -16),
-                          textcoords="offset points", fontsize=6.5, ha="left")
+                          (r["latent_dim"], r["_y"]), xytext=(6, 6 if kind == top else -6),
+                          textcoords="offset points", fontsize=6.5, ha="left",
+                          va="bottom" if kind == top else "top")
         fin = df["_y"].to_numpy(float)
         fin = fin[np.isfinite(fin)]
         if fin.size and np.max(np.abs(fin)) > 1e4:
@@ -382,7 +423,8 @@ def fig_bic_grid(
                         ha="left", va="top", fontsize=6.5, color="0.35")
         ax_b.set_ylabel(ylab)
         ax_c.set_ylabel(r"mean reduced $\chi^2$ ($\chi^2_\nu$)")
-        ax_b.set_title("Bayesian information criterion")
+        spread = f" (mean ± s.d., {n_max} seeds)" if n_max > 1 else ""
+        ax_b.set_title("Bayesian information criterion" if n_max == 1 else "BIC" + spread)
         ax_c.set_title("reconstruction quality (validation)")
         for ax in (ax_b, ax_c):
             ax.set_xlabel("latent dimension $d$")

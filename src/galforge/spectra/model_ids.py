@@ -13,6 +13,13 @@ their short names (:data:`CONDITION_SHORT`) in the canonical order
 :func:`model_id` builds it and :func:`parse_model_id` is its inverse (it
 rejects anything that :func:`model_id` would not have written, so one model
 has exactly one identifier).
+
+Repeats
+-------
+Every grid point is trained ``grid.seeds`` times, repeat ``r`` with the seed
+``repeat_seeds(run seed, seeds)[r]`` (:func:`repeat_seeds`; every repeat on the
+validation spectra of the run seed's split). A trained model lives in the folder
+:func:`run_folder` ``(model_id, r)`` = ``<model_id>/r<r>`` (``vae-d3/r0``).
 """
 
 from __future__ import annotations
@@ -126,3 +133,34 @@ def grid_model_ids(conditions: Iterable[Iterable[str]], latent_dims: Iterable[in
                 raise ValueError(f"the grid names model {mid!r} twice")
             ids.append(mid)
     return ids
+
+
+def repeat_seeds(run_seed: int, n_repeats: int) -> list[int]:
+    """Training seeds of the ``n_repeats`` repeats of every grid point (deterministic, distinct).
+
+    Repeat 0 trains with the run's seed itself (a one-seed grid is the grid of before);
+    repeat r ≥ 1 with the first 32 bits of SHA-256 of ``"galforge.spectra.repeat:<run
+    seed>:<r>"``, moved up by one (mod 2³²) while it equals an earlier repeat's seed.
+    """
+    import hashlib
+
+    if isinstance(run_seed, bool) or int(run_seed) != run_seed or run_seed < 0:
+        raise ValueError(f"the run seed must be an integer >= 0, got {run_seed!r}")
+    if isinstance(n_repeats, bool) or int(n_repeats) != n_repeats or n_repeats < 1:
+        raise ValueError(f"n_repeats must be an integer >= 1, got {n_repeats!r}")
+    seeds = [int(run_seed)]
+    for r in range(1, int(n_repeats)):
+        digest = hashlib.sha256(f"galforge.spectra.repeat:{int(run_seed)}:{r}".encode()).digest()
+        s = int.from_bytes(digest[:4], "little")
+        while s in seeds:
+            s = (s + 1) % 2**32
+        seeds.append(s)
+    return seeds
+
+
+def run_folder(model: str, repeat: int) -> str:
+    """Folder of repeat ``repeat`` of grid point ``model`` below ``models/``: ``"vae-d3/r1"``."""
+    if isinstance(repeat, bool) or int(repeat) != repeat or int(repeat) < 0:
+        raise ValueError(f"repeat must be an integer >= 0, got {repeat!r}")
+    parse_model_id(model)
+    return f"{model}/r{int(repeat)}"

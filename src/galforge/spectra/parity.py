@@ -2,7 +2,8 @@
 
 Iwasaki, Cooray & Takeuchi's headline results beside ours on this run:
 
-* the latent size the BIC chooses among the VAEs (``tables/bic.csv``);
+* the latent size the BIC chooses among the VAEs, by its mean over the training seeds
+  (``tables/bic_summary.csv``);
 * the fraction of the variance of the latents along each principal axis D1, D2, …
   (``tables/pca_variance.csv``);
 * where SHAP finds the spectra informative (the mean |SHAP| per pixel of every D in
@@ -96,10 +97,13 @@ def line_hits(wave: np.ndarray, mean_abs: np.ndarray, components: Sequence[str],
 def _grid_note(bic: pd.DataFrame, truth: Mapping[str, Any] | None) -> str:
     vae = bic[bic["kind"] == "vae"]
     dims = sorted(int(d) for d in vae["latent_dim"])
-    note = f"VAE grid d = {dims[0]}-{dims[-1]}"
+    n_seeds = int(pd.to_numeric(bic["n_seeds"], errors="coerce").max())
+    note = (f"VAE grid d = {dims[0]}-{dims[-1]}, lowest BIC averaged over {n_seeds} training "
+            f"seeds" if n_seeds > 1 else f"VAE grid d = {dims[0]}-{dims[-1]}, one training seed")
     cvae = bic[bic["kind"] == "cvae"]
     if len(cvae):
-        best = {c: int(g.loc[g["bic"].idxmin(), "latent_dim"]) for c, g in cvae.groupby("conditions")}
+        best = {c: int(g.loc[g["bic_mean"].idxmin(), "latent_dim"])
+                for c, g in cvae.groupby("conditions")}
         note += "; lowest-BIC CVAE: " + ", ".join(f"{c} d = {d}" for c, d in best.items())
     if truth is not None and "n_planted" in truth:
         note += f"; the mock plants {int(truth['n_planted'])} parameters"
@@ -111,15 +115,16 @@ def parity_table(bic: pd.DataFrame, pca: pd.DataFrame, wave: np.ndarray, mean_ab
                  ) -> pd.DataFrame:
     """The paper's headline numbers beside ours.
 
-    ``bic``: the BIC table (``kind``, ``conditions``, ``latent_dim``, ``bic``); ``pca``: the
+    ``bic``: the BIC summary over the seeds (``kind``, ``conditions``, ``latent_dim``,
+    ``n_seeds``, ``bic_mean``, ``representative_seed``); ``pca``: the
     PCA variance table (``component``, ``fraction``); ``wave``, ``mean_abs`` (k, npix) and
     ``components``: the mean |SHAP| of each D; ``truth``: the analysis step's report;
     ``source``: ``mock`` or ``archive``.
     """
-    vae = bic[bic["kind"] == "vae"].dropna(subset=["bic"])
+    vae = bic[bic["kind"] == "vae"].dropna(subset=["bic_mean"])
     if vae.empty:
         raise InputError("the BIC table has no VAE")
-    best = vae.loc[vae["bic"].idxmin()]
+    best = vae.loc[vae["bic_mean"].idxmin()]
     percent = [round(100.0 * float(f)) for f in pca["fraction"]]
     names = list(pca["component"])
     below, pixels = shap_share_below(wave, mean_abs)
@@ -134,7 +139,8 @@ def parity_table(bic: pd.DataFrame, pca: pd.DataFrame, wave: np.ndarray, mean_ab
                    note=_grid_note(bic, truth)),
         parity_row(PAPER["pca_variance"], percent, source=source,
                    quantity=f"Variance along the PCA axes of the latents, {names[0]}-{names[-1]}",
-                   note=f"PCA of the latent means of {best['model_id']}, the lowest-BIC VAE"),
+                   note=f"PCA of the latent means of {best['model_id']} (seed "
+                        f"{int(best['representative_seed'])}), the VAE of lowest mean BIC"),
         parity_row(PAPER["shap_region"],
                    f"{100 * below:.0f} % of the mean |SHAP| on {100 * pixels:.0f} % of the pixels",
                    source=source,
@@ -149,10 +155,10 @@ def parity_table(bic: pd.DataFrame, pca: pd.DataFrame, wave: np.ndarray, mean_ab
 def parity_from_files(bic: str | os.PathLike, pca: str | os.PathLike,
                       arrays: str | os.PathLike, truth_report: str | os.PathLike, *,
                       source: str) -> pd.DataFrame:
-    """:func:`parity_table` of the BIC and analysis steps' files (``tables/bic.csv``,
+    """:func:`parity_table` of the BIC and analysis steps' files (``tables/bic_summary.csv``,
     ``tables/pca_variance.csv``, ``analysis.h5``, ``tables/truth_recovery.json``)."""
     from galforge.spectra.analysis import read_analysis_arrays
-    from galforge.spectra.bic import read_bic_table
+    from galforge.spectra.bic import read_bic_summary
 
     try:
         pca_table = pd.read_csv(pca)
@@ -161,5 +167,5 @@ def parity_from_files(bic: str | os.PathLike, pca: str | os.PathLike,
     if not {"component", "fraction"} <= set(pca_table.columns):
         raise InputError(f"{pca}: columns 'component', 'fraction' missing")
     a = read_analysis_arrays(arrays)
-    return parity_table(read_bic_table(bic), pca_table, a.wave, a.shap_mean_abs,
+    return parity_table(read_bic_summary(bic), pca_table, a.wave, a.shap_mean_abs,
                         a.shap_components, read_report(truth_report), source=source)

@@ -214,7 +214,8 @@ def _condition_sets(v: Any) -> tuple[tuple[str, ...], ...]:
 
 @dataclass(frozen=True)
 class GridSettings(Settings):
-    """The models trained, one Snakemake job each: latent sizes x condition sets."""
+    """The models trained: latent sizes x condition sets, each grid point trained ``seeds``
+    times (one Snakemake job per grid point and repeat)."""
 
     latent_dims: tuple[int, ...] = gs.numbers(
         (1, 2, 3, 4, 5, 6, 7, 8), "Latent sizes (paper 1-8).", integer=True, lo=1, hi=64,
@@ -228,6 +229,10 @@ class GridSettings(Settings):
                    "items": {"enum": list(CONDITION_SHORT.values())}}},
         "Condition sets; [] is the plain VAE, any other list a CVAE conditioned on those "
         "properties (mstar, sfr, ssfr, z = log M*, log SFR, log sSFR, 12+log O/H).")
+    seeds: int = gs.integer(
+        3, "Training repeats of every grid point, each with its own seed (repeat 0: the run's "
+        "seed; all on the same validation spectra). The BIC chooses the latent size by its "
+        "mean over the repeats.", lo=1, hi=64)
 
     def check(self) -> None:
         if len(set(self.latent_dims)) != len(self.latent_dims):
@@ -235,8 +240,12 @@ class GridSettings(Settings):
         self.model_ids()
 
     def model_ids(self) -> list[str]:
-        """One identifier per model: ``vae-d3``, ``cvae-mstar+sfr-d2``, ..."""
+        """One identifier per grid point: ``vae-d3``, ``cvae-mstar+sfr-d2``, ..."""
         return grid_model_ids(self.conditions, self.latent_dims)
+
+    def repeats(self) -> list[int]:
+        """The repeat numbers of every grid point: ``0 … seeds − 1``."""
+        return list(range(self.seeds))
 
 
 @dataclass(frozen=True)
@@ -370,8 +379,9 @@ class SpectraSettings(Settings):
     preprocess: PreprocessSettings = gs.section(PreprocessSettings)
     grid: GridSettings = gs.section(GridSettings)
     model: SpectraModelSettings = gs.section(SpectraModelSettings)
-    train: TrainSettings = gs.section(TrainSettings, "Training of every model of the grid (the "
-                                   "seed is the run's `seed`).")
+    train: TrainSettings = gs.section(TrainSettings, "Training of every model of the grid (repeat "
+                                   "r of a grid point trains with the r-th seed derived from the "
+                                   "run's `seed`, repeat 0 with the run's `seed` itself).")
     split: SplitSettings = gs.section(SplitSettings, "Train/validation split of the spectra "
                                    "(early stopping and the BIC likelihood).",
                                    defaults={"val_fraction": 0.15})

@@ -5,15 +5,19 @@ uses; :mod:`galforge.spectra.cli` parses the arguments, builds the settings from
 resolved configuration and calls the step. Every output is written atomically.
 
 Data (mock or archive, sharded by plate) → per-shard selection and preprocessing →
-merge + iterative-PCA infill → one model per grid point → held-out evaluation → BIC →
+merge + iterative-PCA infill → ``grid.seeds`` models per grid point (one per training
+seed) → held-out evaluation → BIC per model and seed, and its summary over the seeds →
 analysis of the best VAE (PCA of the latents, MI, decoded sweeps, SHAP) and of the
 best CVAE (condition sweeps) → figures.
 
 Choices made here (the paper is silent on them)
 -----------------------------------------------
-* The **best VAE** is the lowest-BIC plain VAE of the grid; its latent means μ are
-  rotated onto their principal axes D1…Dk (all k = latent_dim kept). The **best
-  CVAE** (lowest BIC among the CVAEs) gives the condition sweeps of Fig 5.
+* The **best VAE** is the plain VAE of the grid with the lowest BIC **averaged over
+  the training seeds** (:func:`galforge.spectra.bic.bic_summary`; one seed's minimum
+  moves with the seed); the analyses use its trained repeat with the lowest BIC (the
+  *representative* seed, named in the reports). Its latent means μ are rotated onto
+  their principal axes D1…Dk (all k = latent_dim kept). The **best CVAE** (lowest mean
+  BIC among the CVAEs, its representative seed) gives the condition sweeps of Fig 5.
 * **MI** is computed between every D and every property of the spectra file
   (GSWLC log M*, log SFR, log sSFR, A_V; MPA-JHU 12 + log O/H) and, on the mock,
   the planted parameters and two noiseless measurements of the truth file
@@ -25,8 +29,8 @@ Choices made here (the paper is silent on them)
   are left out (NaN), since their attributions rest on the infill, not on data
   (:func:`observed_mean_abs`). The example galaxies of Fig 6 are those nearest the
   10/50/90 % quantiles of D1.
-* **Planted-truth recovery** (mock): the BIC minimum of the VAEs must sit within ±1
-  of the number of planted parameters; every planted parameter must reach a
+* **Planted-truth recovery** (mock): the minimum of the VAEs' mean BIC must sit within
+  ±1 of the number of planted parameters (each seed's own minimum is recorded too); every planted parameter must reach a
   normalised MI ≥ 2 with some D; for the parameters that drive emission lines
   (``log_ssfr``: all lines; ``log_u``: [O III], [N II], [S II], [O II]), the highest
   peak of the mean |SHAP| of the D most informative about it must lie within 20 Å
@@ -347,46 +351,59 @@ def preprocess(shards: Sequence[PathLike], shard_rejects: Sequence[PathLike], ou
 
 def train(spectra: PathLike, model: PathLike, metrics: PathLike, summary: PathLike,
           evaluation: PathLike, workdir: PathLike, *, settings: SpectraModelSettings,
-          train_settings: TrainSettings, seed: int, val_fraction: float,
+          train_settings: TrainSettings, seed: int, val_fraction: float, repeat: int = 0,
           run_config: Mapping[str, Any] | None = None, progress: bool = True) -> dict[str, Any]:
-    """Train one VAE / CVAE of the grid (resumes from its checkpoint in ``workdir``), then
-    evaluate it on the held-out spectra for the BIC.
+    """Train repeat ``repeat`` of one VAE / CVAE of the grid (resumes from its checkpoint in
+    ``workdir``), then evaluate it on the held-out spectra for the BIC.
 
     ``settings`` is one model of the grid (:meth:`SpectraModelSettings.for_model`),
-    ``train_settings`` the study's ``train`` section.
+    ``train_settings`` the study's ``train`` section, ``seed`` the run's seed: the repeat
+    trains with :func:`~galforge.spectra.model_ids.repeat_seeds` ``(seed, repeat + 1)[repeat]``
+    on the train/validation split of ``seed`` (the same validation spectra for every model
+    and repeat). The evaluation records the repeat and its seed.
     """
     from galforge.spectra.bic import evaluate_model, write_evaluation
+    from galforge.spectra.model_ids import repeat_seeds
     from galforge.spectra.training import train_spectra_model
 
+    train_seed = repeat_seeds(seed, repeat + 1)[repeat]
     out = train_spectra_model(
-        spectra, settings, train_settings, seed=seed, val_fraction=val_fraction,
-        out_model=model, out_metrics=metrics, workroot=workdir, progress=progress,
-        run_config=None if run_config is None else dict(run_config),
+        spectra, settings, train_settings, seed=train_seed, split_seed=seed,
+        val_fraction=val_fraction, out_model=model, out_metrics=metrics, workroot=workdir,
+        progress=progress, run_config=None if run_config is None else dict(run_config),
     )
-    write_json(out, summary)
+    write_json({**out, "repeat": int(repeat)}, summary)
     # the held-out evaluation of the BIC, from the model file alone (as any later reader would)
-    ev = evaluate_model(model, spectra)
+    ev = {**evaluate_model(model, spectra), "repeat": int(repeat)}
     write_evaluation(ev, evaluation)
-    log.info("%s: n=%d, ln L=%.2f, BIC=%.2f, chi2_nu=%.4f", ev["model_id"], ev["n"], ev["log_l"],
-             ev["bic"], ev["chi2_nu"])
+    log.info("%s repeat %d (seed %d): n=%d, ln L=%.2f, BIC=%.2f, chi2_nu=%.4f", ev["model_id"],
+             repeat, ev["seed"], ev["n"], ev["log_l"], ev["bic"], ev["chi2_nu"])
     return ev
 
 
-def bic(evaluations: Sequence[PathLike], out: PathLike, out_md: PathLike) -> pd.DataFrame:
-    """The BIC table of the model grid (Fig 2)."""
-    from galforge.spectra.bic import bic_table, load_evaluations, write_bic_table
+def bic(evaluations: Sequence[PathLike], out: PathLike, out_md: PathLike,
+        summary_out: PathLike, summary_md: PathLike) -> pd.DataFrame:
+    """The BIC of every model and seed (``bic.csv``) and its summary over the seeds, with
+    the choice by the mean (``bic_summary.csv``; Fig 2). Returns the summary."""
+    from galforge.spectra.bic import bic_summary, bic_table, load_evaluations, write_bic_table
 
     table = bic_table(load_evaluations(evaluations))
+    summary = bic_summary(table)
     write_bic_table(table, out, out_md)
-    best = table[table["best_in_kind"]]
-    log.info("lowest BIC: %s", dict(zip(best["kind"], best["model_id"], strict=True)))
-    return table
+    write_bic_table(summary, summary_out, summary_md)
+    for kind, rows in table[table["best_in_kind"]].groupby("kind"):
+        best = summary[(summary["kind"] == kind) & summary["best_in_kind"]].iloc[0]
+        log.info("lowest mean BIC of the %ss (%d seeds): %s; each seed's lowest: %s", kind,
+                 int(best["n_seeds"]), best["model_id"],
+                 dict(zip(rows["seed"].astype(int), rows["model_id"], strict=True)))
+    return summary
 
 
 def parity(bic: PathLike, pca: PathLike, arrays: PathLike, truth_report: PathLike, *,
            out_csv: PathLike, out_md: PathLike, out_html: PathLike, source: str) -> pd.DataFrame:
     """The paper's headline numbers beside ours (``tables/parity.*``), from the tables of
-    the BIC and analysis steps; the HTML copy is the report's."""
+    the BIC (``bic`` is the summary over the seeds, ``bic_summary.csv``) and analysis
+    steps; the HTML copy is the report's."""
     from galforge.parity import write_parity
     from galforge.spectra.parity import TITLE, parity_from_files
 
@@ -396,16 +413,29 @@ def parity(bic: PathLike, pca: PathLike, arrays: PathLike, truth_report: PathLik
     return table
 
 
-def figures(*, spectra: PathLike, catalog: PathLike, bic: PathLike, pca: PathLike,
-            mi: PathLike, arrays: PathLike, metrics: Sequence[PathLike], outdir: PathLike,
-            cfg: Mapping[str, Any], truth: PathLike | None = None) -> list[Path]:
+def figures(*, spectra: PathLike, catalog: PathLike, bic: PathLike, bic_summary: PathLike,
+            pca: PathLike, mi: PathLike, arrays: PathLike, metrics: Sequence[PathLike],
+            outdir: PathLike, cfg: Mapping[str, Any], truth: PathLike | None = None
+            ) -> list[Path]:
     """Every figure of the study (PDF + PNG, stamped with the provenance of ``cfg``);
-    ``metrics`` are the ``models/<id>/metrics.csv`` of every model."""
+    ``metrics`` are the ``models/<id>/r<repeat>/metrics.csv`` of every model and repeat
+    (the loss curves show each grid point's representative repeat)."""
+    from galforge.spectra.bic import read_bic_summary
     from galforge.spectra.figure_set import make_figures
+    from galforge.spectra.model_ids import run_folder
 
-    by_model = {Path(p).parent.name: p for p in metrics}
-    return make_figures(spectra=spectra, catalog=catalog, bic=bic, pca=pca, mi=mi,
-                        analysis=arrays, metrics=by_model, outdir=outdir, cfg=cfg, truth=truth)
+    by_run = {f"{Path(p).parent.parent.name}/{Path(p).parent.name}": p for p in metrics}
+    summ = read_bic_summary(bic_summary)
+    by_model = {}
+    for mid, rep in zip(summ["model_id"], summ["representative_repeat"], strict=True):
+        folder = run_folder(str(mid), int(rep))
+        if folder not in by_run:
+            raise InputError(f"{bic_summary}: {mid} repeat {int(rep)} has no metrics.csv "
+                             f"among --metrics (models/{folder}/metrics.csv)")
+        by_model[str(mid)] = by_run[folder]
+    return make_figures(spectra=spectra, catalog=catalog, bic=bic, bic_summary=bic_summary,
+                        pca=pca, mi=mi, analysis=arrays, metrics=by_model, outdir=outdir,
+                        cfg=cfg, truth=truth)
 
 
 # -- analysis ------------------------------------------------------------------------------------
@@ -437,31 +467,38 @@ def _property_frame(props: Mapping[str, np.ndarray], key: np.ndarray,
 
 
 def analysis(
-    spectra: PathLike, bic: PathLike, models: PathLike, *, catalog_out: PathLike,
-    pca_out: PathLike, mi_out: PathLike, shap_out: PathLike, arrays_out: PathLike,
-    truth_out: PathLike, settings: AnalysisSettings, seed: int, source: str,
-    truth: PathLike | None = None, progress: bool = True,
+    spectra: PathLike, bic: PathLike, bic_summary: PathLike, models: PathLike, *,
+    catalog_out: PathLike, pca_out: PathLike, mi_out: PathLike, shap_out: PathLike,
+    arrays_out: PathLike, truth_out: PathLike, settings: AnalysisSettings, seed: int,
+    source: str, truth: PathLike | None = None, progress: bool = True,
 ) -> dict[str, Any]:
     """PCA of the best VAE's latents, the D catalog, MI, sweeps, SHAP (and truth recovery).
 
+    The best VAE and CVAE are the grid points of lowest mean BIC over the seeds
+    (``bic_summary``), each in its representative repeat (``models/<id>/r<repeat>/``);
+    ``bic`` (one row per model and seed) gives the truth report each seed's own choice.
     Writes the catalog (Parquet), the PCA variance and MI tables (CSV), the SHAP
     additivity report and the truth-recovery report (JSON), and the arrays the figures
     need (HDF5, :class:`~galforge.spectra.analysis.AnalysisArrays`). Returns the truth report.
     """
     from galforge.spectra import analysis as A
-    from galforge.spectra.bic import best_model, read_bic_table
+    from galforge.spectra.bic import chosen_run, read_bic_summary, read_bic_table
+    from galforge.spectra.model_ids import run_folder
     from galforge.spectra.store import read_spectra_file
     from galforge.spectra.training import encode
     from galforge.train import load_for_inference
 
     s = settings
     table = read_bic_table(bic)
-    best_vae = best_model(table, "vae")
-    has_cvae = bool((table["kind"] == "cvae").any())
-    best_cvae = best_model(table, "cvae") if has_cvae else ""
+    summary = read_bic_summary(bic_summary)
+    best_vae, vae_repeat, vae_seed = chosen_run(summary, "vae")
+    has_cvae = bool((summary["kind"] == "cvae").any())
+    best_cvae, cvae_repeat, cvae_seed = chosen_run(summary, "cvae") if has_cvae else ("", -1, -1)
     models = Path(models)
-    vae_path = models / best_vae / "model.pt"
-    log.info("best VAE by BIC: %s%s", best_vae, f"; best CVAE: {best_cvae}" if has_cvae else "")
+    vae_path = models / run_folder(best_vae, vae_repeat) / "model.pt"
+    log.info("best VAE by mean BIC: %s (representative: repeat %d, seed %d)%s", best_vae,
+             vae_repeat, vae_seed, f"; best CVAE: {best_cvae} (repeat {cvae_repeat}, seed "
+             f"{cvae_seed})" if has_cvae else "")
 
     lat = encode(vae_path, spectra, batch_size=s.batch_size)
     data = read_spectra_file(spectra)
@@ -504,7 +541,7 @@ def analysis(
                                  data.weight[explain_rows] > 0, s.shap_min_coverage)
     ex_vals = res.values[len(explain_rows):]
     shap_report = {
-        "model": best_vae, "components": res.components, "n_background": int(n_bg),
+        "model": best_vae, "repeat": vae_repeat, "seed": vae_seed, "components": res.components, "n_background": int(n_bg),
         "n_explained": int(len(explain_rows)), "example_rows": ex_rows.tolist(),
         "additivity_error": res.additivity_error,
         "relative_additivity_error": res.relative_additivity_error,
@@ -514,7 +551,7 @@ def analysis(
 
     cvae_sweeps: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     if has_cvae:
-        cvae, _ = load_for_inference(models / best_cvae / "model.pt")
+        cvae, _ = load_for_inference(models / run_folder(best_cvae, cvae_repeat) / "model.pt")
         for c in cvae.conditions:
             vals = A.sweep_values(data.properties[c], s.n_steps, s.sweep_quantiles)
             cvae_sweeps[c] = (vals, A.cvae_condition_sweep(cvae, c, vals,
@@ -530,10 +567,13 @@ def analysis(
         shap_components=list(res.components),
     ), arrays_out)
 
-    report: dict[str, Any] = {"source": source, "best_vae": best_vae, "best_cvae": best_cvae,
-                              "shap_relative_additivity_error": res.relative_additivity_error}
+    report: dict[str, Any] = {
+        "source": source, "best_vae": best_vae, "best_vae_repeat": vae_repeat,
+        "best_vae_seed": vae_seed, "best_cvae": best_cvae, "best_cvae_repeat": cvae_repeat,
+        "best_cvae_seed": cvae_seed,
+        "shap_relative_additivity_error": res.relative_additivity_error}
     if truth_df is not None:
-        report.update(truth_recovery(table, mi, data.wave, mean_abs, planted, lines))
+        report.update(truth_recovery(summary, table, mi, data.wave, mean_abs, planted, lines))
         log.info("planted truth: %s", {k: v for k, v in report.items() if k.startswith("pass")})
     write_json(report, truth_out)
     return report
@@ -556,13 +596,24 @@ def observed_mean_abs(values: np.ndarray, observed: np.ndarray, min_coverage: fl
     return np.where(n_obs >= max(1, min_coverage * len(values)), mean, np.nan)
 
 
+def _per_seed_dims(bic: pd.DataFrame) -> dict[str, int]:
+    """Each seed's own lowest-BIC latent size among ``bic``'s rows (seed → d)."""
+    rows = bic.loc[bic.groupby("repeat")["bic"].idxmin()].sort_values("repeat")
+    return {str(int(s)): int(d) for s, d in zip(rows["seed"], rows["latent_dim"], strict=True)}
+
+
 def truth_recovery(
-    bic: pd.DataFrame, mi: pd.DataFrame, wave: np.ndarray, mean_abs_shap: np.ndarray,
-    planted: Sequence[str], lines: Mapping[str, float], *, dim_tolerance: int = 1,
-    nmi_min: float = 2.0, line_tolerance: float = 20.0,
+    bic_summary: pd.DataFrame, bic: pd.DataFrame, mi: pd.DataFrame, wave: np.ndarray,
+    mean_abs_shap: np.ndarray, planted: Sequence[str], lines: Mapping[str, float], *,
+    dim_tolerance: int = 1, nmi_min: float = 2.0, line_tolerance: float = 20.0,
 ) -> dict[str, Any]:
     """How well the grid and the best VAE recover the mock's planted truth.
 
+    ``bic_summary`` (:func:`galforge.spectra.bic.bic_summary`) gives the chosen latent
+    size, by the mean BIC over the seeds, which ``pass_bic`` checks; ``bic`` (one row per
+    model and seed) each seed's own choice, recorded beside it
+    (``bic_best_latent_dim_per_seed``, seed → d, and how many of them lie within the
+    tolerance), with the runner-up's mean-BIC margin and its standard error.
     Returns the planted and chosen latent sizes, the best normalised MI of each planted
     parameter (and with which D), the top mean-|SHAP| peak of the D most informative
     about each line-driving parameter and its distance to the nearest planted line,
@@ -570,16 +621,31 @@ def truth_recovery(
     """
     from galforge.spectra.analysis import importance_peaks
 
-    vae = bic[bic["kind"] == "vae"]
-    best_d = int(vae.loc[vae["bic"].idxmin(), "latent_dim"])
+    vae = bic_summary[bic_summary["kind"] == "vae"]
+    best_d = int(vae.loc[vae["bic_mean"].idxmin(), "latent_dim"])
     p = len(planted)
+    per_seed = _per_seed_dims(bic[bic["kind"] == "vae"])
     out: dict[str, Any] = {"n_planted": p, "planted_parameters": list(planted),
                            "bic_best_latent_dim": best_d,
+                           "bic_n_seeds": int(vae["n_seeds"].max()),
+                           "bic_best_latent_dim_per_seed": per_seed,
+                           "bic_seeds_within_tolerance": sum(
+                               abs(d - p) <= dim_tolerance for d in per_seed.values()),
                            "pass_bic": bool(abs(best_d - p) <= dim_tolerance)}
-    cv = bic[bic["kind"] == "cvae"]
+    others = vae[vae["latent_dim"] != best_d]
+    if len(others):
+        r = others.loc[others["bic_mean"].idxmin()]
+        out["bic_runner_up"] = {"latent_dim": int(r["latent_dim"]),
+                                "delta_bic": float(r["delta_bic"]),
+                                "delta_bic_se": float(r["delta_bic_se"])}
+    cv = bic_summary[bic_summary["kind"] == "cvae"]
     if len(cv):
         out["bic_best_latent_dim_cvae"] = {
-            str(c): int(g.loc[g["bic"].idxmin(), "latent_dim"]) for c, g in cv.groupby("conditions")}
+            str(c): int(g.loc[g["bic_mean"].idxmin(), "latent_dim"])
+            for c, g in cv.groupby("conditions")}
+        cv_seed = bic[bic["kind"] == "cvae"]
+        out["bic_best_latent_dim_cvae_per_seed"] = {
+            str(c): _per_seed_dims(g) for c, g in cv_seed.groupby("conditions")}
     best_mi: dict[str, Any] = {}
     for name in planted:
         rows = mi[mi["property"] == f"true_{name}"].dropna(subset=["nmi"])

@@ -111,7 +111,8 @@ def _pca_start(model: Any, flux: np.ndarray, seed: int) -> np.ndarray:
 def train_spectra_model(data_path: str | Path,
                         model_settings: SpectraModelSettings | Mapping[str, Any],
                         train_settings: TrainSettings | Mapping[str, Any], *, seed: int,
-                        val_fraction: float, **options: Unpack[JobOptions]) -> dict[str, Any]:
+                        val_fraction: float, split_seed: int | None = None,
+                        **options: Unpack[JobOptions]) -> dict[str, Any]:
     """Train one VAE / CVAE on the preprocessed spectra; write the model and the metrics CSV.
 
     Parameters
@@ -124,7 +125,12 @@ def train_spectra_model(data_path: str | Path,
     train_settings
         :class:`galforge.train.settings.TrainSettings` keys (``seed`` and ``progress`` are set here).
     seed, val_fraction
-        The run seed (weights, shuffling, split) and the validation fraction.
+        The training seed (weights, shuffling; and the split unless ``split_seed``) and the
+        validation fraction.
+    split_seed
+        Seed of the train/validation split (``None``: ``seed``). The grid's repeats train
+        with different seeds on the split of the run's seed, so that every model of every
+        repeat is evaluated on the same validation spectra.
     options
         ``out_model``, ``out_metrics``, ``workroot``, ``progress``, ``run_config``:
         see :func:`galforge.train.job.run_training_job`.
@@ -180,19 +186,22 @@ def train_spectra_model(data_path: str | Path,
     def loss_fn(m: torch.nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
         return spectra_vae_loss(m, batch, beta=ms.beta)
 
-    split = {"val_fraction": float(val_fraction), "seed": int(seed), "n_rows": data.n,
+    split_from = int(seed) if split_seed is None else int(split_seed)
+    split = {"val_fraction": float(val_fraction), "seed": split_from, "n_rows": data.n,
              "keys_checksum": checksum}
     job = TrainingJob(
         name=ms.model_id, noun="spectra", source=data.path, n_rows=data.n,
         rows_checksum=checksum, model_settings=ms.to_dict(), build_model=build,
         tensors=tensors, loss_fn=loss_fn, usable=ok,
         normalization={"split": split, "model_settings": ms.to_dict(),
-                       "model_id": ms.model_id, "conditions": list(ms.conditions)},
+                       "model_id": ms.model_id, "conditions": list(ms.conditions),
+                       "seed": int(seed)},
     )
     done = run_training_job(job, train_settings, seed=seed, val_fraction=val_fraction,
-                            salt=SPLIT_SALT, **options)
+                            salt=SPLIT_SALT, split_seed=split_seed, **options)
     summary = {
-        "model_id": ms.model_id, **done.summary(), "n_dropped": n_dropped,
+        "model_id": ms.model_id, "seed": int(seed), "split_seed": split_from, **done.summary(),
+        "n_dropped": n_dropped,
         "seconds": round(time.perf_counter() - t0, 3),
         "pca_variance_fractions": [float(v) for v in pca_frac],
     }

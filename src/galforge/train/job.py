@@ -155,6 +155,7 @@ def run_training_job(
     workroot: str | Path,
     progress: bool = True,
     run_config: Mapping[str, Any] | None = None,
+    split_seed: int | None = None,
 ) -> JobResult:
     """Split, build, train (resuming from ``workroot``) and write the model and metrics.
 
@@ -176,6 +177,9 @@ def run_training_job(
         checkpoint; rerunning a killed job with the same settings resumes there.
     run_config
         Stored in the checkpoint (provenance).
+    split_seed
+        Seed of the train/validation split when it differs from ``seed`` (a study that
+        trains one model with several seeds on the same validation rows); ``None``: ``seed``.
 
     Raises
     ------
@@ -189,7 +193,8 @@ def run_training_job(
 
     tsettings = TrainSettings.from_dict(train_settings).replace(seed=int(seed),
                                                                 progress=bool(progress))
-    train_idx, val_idx = split_indices(job.n_rows, val_fraction, seed, salt=salt)
+    split = int(seed) if split_seed is None else int(split_seed)
+    train_idx, val_idx = split_indices(job.n_rows, val_fraction, split, salt=salt)
     if job.usable is not None:
         ok = np.asarray(job.usable, dtype=bool)
         train_idx, val_idx = train_idx[ok[train_idx]], val_idx[ok[val_idx]]
@@ -199,7 +204,7 @@ def run_training_job(
     # fields that may change between a kill and the rerun (progress bar, ...) stay out of the key
     resumable = {k: v for k, v in tsettings.to_dict().items() if k not in RESUME_SAFE_FIELDS}
     key = settings_key(dict(job.model_settings), resumable, float(val_fraction), int(job.n_rows),
-                       int(job.rows_checksum))
+                       int(job.rows_checksum), *(() if split_seed is None else (split,)))
     workdir = Path(workroot) / key
     prefix = f"{job.name}: " if job.name else ""
     log.info("%straining on %d %s (%d validation); work folder %s", prefix, len(train_idx),
