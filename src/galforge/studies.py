@@ -83,6 +83,13 @@ REGISTRY: tuple[Study, ...] = (
         presets="galforge.spectra.presets:PRESETS",
         commands="galforge.spectra.cli:register",
     ),
+    Study(
+        name="edf",
+        title="eDF (GalacticFlow, Wolf & Buck): conditional spline flow of NIHAO star particles",
+        settings="galforge.edf.settings:EdfSettings",
+        presets="galforge.edf.presets:PRESETS",
+        commands="galforge.edf.cli:register",
+    ),
 )
 
 

@@ -86,7 +86,7 @@ from galforge.train.checkpoint import (
     save_checkpoint,
 )
 from galforge.train.metrics import MetricsLog
-from galforge.train.optim import make_optimizer, make_scheduler
+from galforge.train.optim import STEP_SCHEDULERS, make_optimizer, make_scheduler
 from galforge.train.seeding import deterministic_mode, seed_everything
 from galforge.train.settings import TrainSettings
 
@@ -496,7 +496,7 @@ def _train_step(
         scaler.update()
     else:
         optimizer.step()
-    if cfg.scheduler == "cosine":
+    if cfg.scheduler in STEP_SCHEDULERS:
         scheduler.step()
     return value, mets
 

@@ -1,0 +1,80 @@
+"""The edf study's workflow steps: one function per rule (``galforge edf-*``).
+
+Each step takes its input and output paths and the typed settings of the sections it
+uses; :mod:`galforge.edf.cli` parses the arguments and builds the settings. Every output
+is written atomically.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import TYPE_CHECKING, Any
+
+from galforge.io import write_json
+
+if TYPE_CHECKING:  # pragma: no cover
+    from galforge.edf.settings import CleanSettings, SourceSettings
+    from galforge.mock.edf_settings import MockEdfSettings
+
+log = logging.getLogger("galforge.edf")
+
+PathLike = str | os.PathLike
+
+__all__ = ["mock", "table"]
+
+
+def mock(folder: PathLike, truth: PathLike, *, settings: MockEdfSettings, seed: int,
+         config_hash: str = "") -> dict[str, Any]:
+    """The mock galaxies' ``.npy`` files (in the archive's layout) and the truth JSON."""
+    from galforge.mock.edf import write_edf_mock
+
+    return write_edf_mock(settings, seed=seed, folder=folder, truth_path=truth,
+                          config_hash=config_hash)
+
+
+def table(galaxies: PathLike, out: PathLike, index: PathLike, report: PathLike, *,
+          clean: CleanSettings, source: SourceSettings | None = None,
+          progress: bool = True) -> dict[str, Any]:
+    """Read every galaxy, clean and rotate it, compute its conditions; write the eDF
+    table (HDF5), the index <-> id table (CSV) and the cut report (JSON)."""
+    from tqdm.auto import tqdm
+
+    from galforge.edf.clean import CUTS, clean_galaxy
+    from galforge.edf.readers import read_galaxies
+    from galforge.edf.table import ORDER_NOTE, write_edf_table, write_index
+
+    col = source.galaxy_column if source else "galaxy"
+    mdm = source.m_dm_column if source else None
+    raw = read_galaxies(galaxies, col, mdm)
+    done = []
+    for g in tqdm(raw, desc="clean", unit="galaxy", disable=not progress):
+        done.append((g, clean_galaxy(g.stars, clean)))
+        g.stars = g.stars[:0]  # free the raw particles
+    tab = write_edf_table(out, done, attrs={"clean": str(clean.to_dict())})
+    write_index(tab, index)
+    dropped = [{"galaxy_id": g.galaxy_id, "n_raw": c.n_raw, "n_left": len(c.stars)}
+               for g, c in done if not c.kept]
+    rep = {
+        "source": str(galaxies),
+        "order": ORDER_NOTE,
+        "rotation": "total angular momentum of the stars inside the radius holding "
+                    f"{clean.rotation_quantile:g} of them turned onto +z (Rodrigues)",
+        "galaxies_read": len(done),
+        "galaxies_kept": len(tab),
+        "galaxies_dropped_min_stars": dropped,
+        "stars_read": int(sum(c.n_raw for _, c in done)),
+        "stars_kept": int(tab["n_stars"].sum()),
+        "removed": {k: int(sum(c.removed[k] for _, c in done)) for k in CUTS},
+        "removed_in_dropped_galaxies": int(sum(len(c.stars) for _, c in done if not c.kept)),
+        "radius_cap_applied": [g.galaxy_id for g, c in done if c.cap_applied],
+        "per_galaxy": [{"galaxy_id": g.galaxy_id, "n_raw": c.n_raw, "n_kept": len(c.stars),
+                        "kept": c.kept, "r_cut_kpc": round(c.r_cut, 4),
+                        "cap_applied": c.cap_applied, **{f"removed_{k}": c.removed[k]
+                                                         for k in CUTS}}
+                       for g, c in done],
+    }
+    write_json(rep, report)
+    log.info("eDF table: %d of %d galaxies, %d of %d stars; removed %s", rep["galaxies_kept"],
+             rep["galaxies_read"], rep["stars_kept"], rep["stars_read"], rep["removed"])
+    return rep
