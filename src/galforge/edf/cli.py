@@ -12,6 +12,7 @@ from typing import Any
 from galforge.config import config_hash
 from galforge.edf import steps
 from galforge.edf.settings import EdfSettings
+from galforge.io import InputError
 
 
 def _settings(cfg: dict[str, Any]) -> EdfSettings:
@@ -30,6 +31,32 @@ def _table(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
                 source=s.source, progress=not args.no_progress)
 
 
+def _train(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    s = _settings(cfg)
+    steps.train(args.table, args.model_id, args.model, args.metrics, args.summary, args.workdir,
+                model_settings=s.model, train_settings=s.train, cv=s.cv, seed=cfg["seed"],
+                val_fraction=s.split.val_fraction, run_config=cfg,
+                progress=not args.no_progress)
+
+
+def _number(text: str, what: str, kind: type = float) -> Any:
+    try:
+        v = kind(float(text)) if kind is int else kind(text)
+    except ValueError:
+        raise InputError(f"{what}: {text!r} is not a number") from None
+    return v
+
+
+def _sample(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    devices = [d for d in (args.devices or "").split(",") if d] or None
+    steps.sample(args.model, args.out,
+                 conditions=[_number(c, "--conditions") for c in args.conditions],
+                 n=_number(args.n, "--n", int),
+                 seed=_number(args.seed, "--seed", int) if args.seed else 0,
+                 chunk=_number(args.chunk, "--chunk", int) if args.chunk else 300_000,
+                 devices=devices)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the edf study's subcommands to the ``galforge`` parser."""
     from galforge.commands import add_command
@@ -46,3 +73,23 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "out": "output eDF table (HDF5)",
                     "index": "output index <-> id table (CSV)",
                     "report": "output JSON: what each cut removed"})
+    add_command(sub, "edf-train", _train,
+                "train one flow: a cross-validation model (cv00, ...) or the all-galaxies "
+                "model (all); resumes from its checkpoint after a kill", {
+                    "table": "input eDF table (HDF5)",
+                    "model-id": "which model: cv00, cv01, ... or all",
+                    "model": "output final checkpoint (everything edf-sample needs)",
+                    "metrics": "output per-epoch metrics (CSV)",
+                    "summary": "output JSON summary of the training",
+                    "workdir": "folder for the rolling checkpoint (kept across reruns)"})
+    p = add_command(sub, "edf-sample", _sample,
+                    "sample a galaxy of n stars at given conditions from a trained flow", {
+                        "model": "input checkpoint (model.pt of edf-train)",
+                        "conditions+": "M* [M_sun], tau50 [Gyr], tau10 [Gyr], mean Z",
+                        "n": "number of stars",
+                        "out": "output .npy file: an (11, n) array in the archive's layout",
+                        "seed?": "seed of the noise (default 0)",
+                        "chunk?": "stars per chunk (default 300000)",
+                        "devices?": "comma-separated devices, e.g. cuda:0,cuda:1 (default: "
+                                    "the model's, CPU)"})
+    p.set_defaults(config="{}")  # the model file carries everything: no configuration needed

@@ -244,7 +244,9 @@ class PermutedLULinear(LULinear):
 
 
 def _as_tensor(v: Any, dtype: torch.dtype = torch.float64) -> Tensor:
-    return v.to(dtype) if isinstance(v, Tensor) else torch.as_tensor(np.asarray(v), dtype=dtype)
+    if isinstance(v, Tensor):
+        return v.to(dtype)
+    return torch.tensor(np.asarray(v, dtype=np.float64), dtype=dtype)  # a copy
 
 
 @record_init_kwargs
@@ -345,7 +347,7 @@ class EdfFlow(nn.Module):
     def transformed_conditions(self, conditions: Any) -> Tensor:
         """Conditions with log10 of the stellar mass (float64), (N, conditions)."""
         c = _as_tensor(conditions)
-        c = c.reshape(1, -1) if c.dim() == 1 else c.clone()
+        c = (c.reshape(1, -1) if c.dim() == 1 else c).clone()  # never write into the caller's
         if c.shape[1] != self.n_conditions:
             raise ValueError(f"conditions must hold {self.n_conditions} values "
                              f"{self.condition_names}, got {tuple(c.shape)}")

@@ -14,7 +14,9 @@ cross-validation draws, reproducible.)
 
 Checks (an :class:`~galforge.io.InputError` names the file, the column and the first bad
 star): the array shape, finite values (``[Fe/H]`` and ``[O/Fe]`` may be ``-inf``,
-metal-free particles the cleaning removes), non-negative masses and ages, distinct ids.
+metal-free particles the cleaning removes), non-negative masses and Z, distinct ids.
+Ages are not checked for sign: a galaxy sampled from the flow, which learns the age
+linearly as the seed did, may hold a few slightly negative ones and still reads back.
 Arrays are loaded with ``allow_pickle=False``.
 """
 
@@ -32,7 +34,7 @@ __all__ = ["RawGalaxy", "galaxy_order", "read_galaxies", "read_npy_folder", "rea
 
 #: Columns that may hold -inf (metal-free particles).
 _MAY_BE_MINUS_INF = ("feh", "ofe")
-_NONNEGATIVE = ("Z", "mass", "age")
+_NONNEGATIVE = ("Z", "mass")
 
 
 @dataclass

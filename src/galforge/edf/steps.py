@@ -14,14 +14,22 @@ from typing import TYPE_CHECKING, Any
 from galforge.io import write_json
 
 if TYPE_CHECKING:  # pragma: no cover
-    from galforge.edf.settings import CleanSettings, SourceSettings
+    from collections.abc import Mapping, Sequence
+
+    from galforge.edf.settings import (
+        CleanSettings,
+        CrossValidationSettings,
+        EdfModelSettings,
+        SourceSettings,
+    )
     from galforge.mock.edf_settings import MockEdfSettings
+    from galforge.train.settings import TrainSettings
 
 log = logging.getLogger("galforge.edf")
 
 PathLike = str | os.PathLike
 
-__all__ = ["mock", "table"]
+__all__ = ["mock", "sample", "table", "train"]
 
 
 def mock(folder: PathLike, truth: PathLike, *, settings: MockEdfSettings, seed: int,
@@ -78,3 +86,59 @@ def table(galaxies: PathLike, out: PathLike, index: PathLike, report: PathLike, 
     log.info("eDF table: %d of %d galaxies, %d of %d stars; removed %s", rep["galaxies_kept"],
              rep["galaxies_read"], rep["stars_kept"], rep["stars_read"], rep["removed"])
     return rep
+
+
+def train(table_path: PathLike, model_id: str, model: PathLike, metrics: PathLike,
+          summary: PathLike, workdir: PathLike, *, model_settings: EdfModelSettings,
+          train_settings: TrainSettings, cv: CrossValidationSettings, seed: int,
+          val_fraction: float, run_config: Mapping[str, Any] | None = None,
+          progress: bool = True) -> dict[str, Any]:
+    """Train the flow ``model_id`` (resumes from its checkpoint in ``workdir``)."""
+    from galforge.edf.training import train_edf_model
+
+    out = train_edf_model(table_path, model_id, model_settings, train_settings, cv, seed=seed,
+                          val_fraction=val_fraction, out_model=model, out_metrics=metrics,
+                          workroot=workdir, progress=progress,
+                          run_config=None if run_config is None else dict(run_config))
+    write_json(out, summary)
+    return out
+
+
+def sample(model: PathLike, out: PathLike, *, conditions: Sequence[float], n: int,
+           seed: int = 0, chunk: int = 300_000,
+           devices: Sequence[str] | None = None) -> dict[str, Any]:
+    """``n`` stars of a galaxy with ``conditions`` (M* [M_sun], tau50, tau10 [Gyr], mean Z)
+    from a trained flow, written as an (11, n) ``.npy`` array in the archive's layout
+    (each particle's mass M* / n), so that it reads back as a galaxy."""
+    import time
+
+    import numpy as np
+
+    from galforge.archives.zenodo import NIHAO_COLUMNS
+    from galforge.edf.training import FEATURE_COLUMNS
+    from galforge.io import InputError, atomic_path
+    from galforge.train import load_for_inference
+
+    if n < 1:
+        raise InputError(f"--n must be a positive number of stars, got {n}")
+    flow, meta = load_for_inference(model)
+    cond = [float(c) for c in conditions]
+    if len(cond) != flow.n_conditions:
+        raise InputError(f"--conditions needs {flow.n_conditions} values "
+                         f"({', '.join(flow.condition_names)}), got {len(cond)}")
+    t0 = time.perf_counter()
+    try:
+        feats = flow.sample(int(n), cond, seed=seed, chunk=chunk, devices=devices)
+    except ValueError as exc:
+        raise InputError(f"--conditions: {exc}") from None
+    seconds = time.perf_counter() - t0
+    arr = np.empty((len(NIHAO_COLUMNS), int(n)))
+    arr[list(FEATURE_COLUMNS)] = feats.T
+    arr[NIHAO_COLUMNS.index("mass")] = cond[0] / n
+    with atomic_path(out) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, arr)
+    info = {"model": str(model), "model_id": (meta.normalization or {}).get("model_id"),
+            "n": int(n), "conditions": dict(zip(flow.condition_names, cond, strict=True)),
+            "seconds": round(seconds, 3), "stars_per_second": round(n / max(seconds, 1e-9))}
+    log.info("sampled: %s", info)
+    return info
