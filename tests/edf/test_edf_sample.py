@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from galforge.archives.zenodo import NIHAO_COLUMNS, npy_name
@@ -91,3 +92,30 @@ def test_training_summary_and_metrics(trained):
     assert json.loads((root / "training.json").read_text()) == summary
     assert summary["n_parameters"] > 0 and summary["epochs"] == TINY.train.epochs
     assert (root / "metrics.csv").read_text().startswith("epoch,step,train_loss,val_loss")
+
+
+def test_evaluate_and_figures_steps_write_their_outputs(trained, tmp_path):
+    root, _ = trained
+    from galforge.edf.figure_set import FIGURES, TRUTH_FIGURE
+
+    checks = steps.evaluate(
+        root / "edf.h5", [root / "model.pt"], heldout_csv=tmp_path / "heldout.csv",
+        heldout_md=tmp_path / "heldout.md", mmd_csv=tmp_path / "mmd.csv",
+        truth_report=tmp_path / "truth_recovery.json", samples_out=tmp_path / "samples.h5",
+        settings=TINY.eval, clean=TINY.clean, seed=1, source="mock", truth=root / "truth.json",
+        progress=False)
+    assert json.loads((tmp_path / "truth_recovery.json").read_text()) == checks
+    flags = {k: v for k, v in checks.items() if k.startswith("pass_")}
+    assert set(flags) == {"pass_heldout", "pass_mmd_rises_with_dlogm", "pass_inclination"}
+    assert all(isinstance(v, bool) for v in flags.values())
+    held = pd.read_csv(tmp_path / "heldout.csv", dtype={"galaxy_id": str})
+    assert len(held) == checks["n_heldout"] == TINY.mock.n_galaxies // TINY.cv.k
+    assert (tmp_path / "heldout.md").read_text().startswith("|")
+    written = steps.figures(
+        table=root / "edf.h5", heldout=tmp_path / "heldout.csv", mmd=tmp_path / "mmd.csv",
+        samples=tmp_path / "samples.h5", truth_report=tmp_path / "truth_recovery.json",
+        metrics=[root / "metrics.csv"], outdir=tmp_path / "figures",
+        cfg=resolve_config({"scale": "tiny"}), truth=root / "truth.json")
+    stems = {p.stem for p in written}
+    assert stems == {*FIGURES, TRUTH_FIGURE} and len(written) == 2 * len(stems)
+    assert all(p.stat().st_size > 1000 for p in written)

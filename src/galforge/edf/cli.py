@@ -25,6 +25,11 @@ def _mock(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
                config_hash=config_hash(cfg))
 
 
+def _fetch(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    steps.fetch(args.galaxies, args.manifest, settings=_settings(cfg).archive,
+                progress=not args.no_progress)
+
+
 def _table(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     s = _settings(cfg)
     steps.table(args.galaxies, args.out, args.index, args.report, clean=s.clean,
@@ -37,6 +42,20 @@ def _train(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
                 model_settings=s.model, train_settings=s.train, cv=s.cv, seed=cfg["seed"],
                 val_fraction=s.split.val_fraction, run_config=cfg,
                 progress=not args.no_progress)
+
+
+def _evaluate(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    s = _settings(cfg)
+    steps.evaluate(args.table, args.models, heldout_csv=args.heldout, heldout_md=args.heldout_md,
+                   mmd_csv=args.mmd, truth_report=args.truth_report, samples_out=args.samples,
+                   settings=s.eval, clean=s.clean, seed=cfg["seed"], source=cfg["source"],
+                   truth=args.truth, progress=not args.no_progress)
+
+
+def _figures(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    steps.figures(table=args.table, heldout=args.heldout, mmd=args.mmd, samples=args.samples,
+                  truth_report=args.truth_report, metrics=args.metrics, outdir=args.outdir,
+                  cfg=cfg, truth=args.truth)
 
 
 def _number(text: str, what: str, kind: type = float) -> Any:
@@ -66,6 +85,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                 "their truth file", {
                     "folder": "output folder of <prefix>_<id>_<M_dm>.npy files",
                     "truth": "output truth file (JSON)"})
+    add_command(sub, "edf-fetch", _fetch,
+                "download the authors' Zenodo record (network): files checked against their "
+                "md5, archives unpacked safely, galaxies gathered in one folder", {
+                    "galaxies": "output folder of the galaxies' .npy files",
+                    "manifest": "output JSON: record asked for, version resolved, files"})
     add_command(sub, "edf-table", _table,
                 "read the galaxies, clean and rotate them, compute their conditions: the eDF "
                 "table", {
@@ -82,6 +106,28 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "metrics": "output per-epoch metrics (CSV)",
                     "summary": "output JSON summary of the training",
                     "workdir": "folder for the rolling checkpoint (kept across reruns)"})
+    add_command(sub, "edf-evaluate", _evaluate,
+                "MMDs of the cross-validation models on their held-out galaxies, the checks "
+                "and the figures' samples", {
+                    "table": "input eDF table (HDF5)",
+                    "models+": "input checkpoints of the cross-validation models",
+                    "truth?": "the mock's truth file (mock only: fresh draws, inclinations)",
+                    "heldout": "output CSV: one row per held-out galaxy of each model",
+                    "heldout-md": "the same as a Markdown table",
+                    "mmd": "output CSV: MMD of model samples and data galaxies against every "
+                           "data galaxy, with d log M*",
+                    "truth-report": "output JSON: the checks (pass_<check>) and their numbers",
+                    "samples": "output HDF5: model samples of each held-out galaxy"})
+    add_command(sub, "edf-figures", _figures,
+                "every figure of the study (PDF + PNG, provenance-stamped)", {
+                    "table": "input eDF table (HDF5)",
+                    "heldout": "input CSV of edf-evaluate: held-out galaxies",
+                    "mmd": "input CSV of edf-evaluate: MMD against every data galaxy",
+                    "samples": "input HDF5 of edf-evaluate: model samples",
+                    "truth-report": "input JSON of edf-evaluate: the checks",
+                    "metrics+": "input metrics.csv of every model (models/<id>/metrics.csv)",
+                    "truth?": "the mock's truth file: adds the truth figure",
+                    "outdir": "folder of the figures"})
     p = add_command(sub, "edf-sample", _sample,
                     "sample a galaxy of n stars at given conditions from a trained flow", {
                         "model": "input checkpoint (model.pt of edf-train)",

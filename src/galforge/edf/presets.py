@@ -24,14 +24,19 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "eval": {"n_stars": 200, "figure_stars": 600},
     },
     "demo": {
-        # 24 galaxies of 2,000-8,000 particles over log M_dm 10.8-12.3 (M* 10^8.8-10^11.3)
-        "mock": {"n_galaxies": 24, "log_mdm_min": 10.8, "log_mdm_max": 12.3,
-                 "n_stars_min": 2000, "n_stars_max": 8000},
-        # a flow of 288k parameters: ~0.1 s a step of 1024 stars on one busy core
+        # 60 galaxies of 1,200-4,000 particles over log M_dm 10.8-12.3 (M* 10^8.8-10^11.3):
+        # held-out galaxies need many training galaxies around them (with 24 the flow
+        # interpolated worse, at the same cost)
+        "mock": {"n_galaxies": 60, "log_mdm_min": 10.8, "log_mdm_max": 12.3,
+                 "n_stars_min": 1200, "n_stars_max": 4000},
+        # a flow of 288k parameters: 0.05 s a step of 512 stars on one idle core
         "model": {"n_layers": 6, "bins": 8, "hidden": 64, "mlp_layers": 3},
-        "train": {"epochs": 8, "lr": 3e-3},
-        # 3 folds: every galaxy is held out once; 3 + 1 training jobs
-        "cv": {"mode": "kfold", "k": 3},
+        # ~1,000 steps, the rate falling x0.98 every 10 steps (x0.13 in all): on 10 held-out
+        # galaxies 100 % within 3 noise floors, 90 % also beating the nearest neighbour
+        # (600 steps: 80 %, 80 %)
+        "train": {"epochs": 5, "batch_size": 512, "lr": 3e-3, "gamma": 0.98},
+        # the seed's scheme, smaller: 2 models leaving out 10 galaxies each, + all
+        "cv": {"mode": "leave_out", "n_models": 2, "n_leave_out": 10},
         "eval": {"n_stars": 1000, "figure_stars": 4000},
     },
     "paper": {

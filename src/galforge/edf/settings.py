@@ -136,12 +136,16 @@ class EvalSettings(Settings):
     n_stars: int = gs.integer(2000, "Stars of each sample an MMD compares (model, fresh "
                               "truth, data; a data galaxy with fewer stars gives all of "
                               "them).", lo=10, hi=1_000_000)
+    repeats: int = gs.integer(3, "Each kernel MMD² (model, noise floor, nearest neighbour) is "
+                              "the mean over this many independent sample pairs.", lo=1, hi=100)
     floor_factor: float = gs.number(3.0, "A held-out galaxy passes when its kernel MMD is at "
                                     "most this many noise floors.", lo=1.0)
     pass_fraction: float = gs.number(0.8, "Fraction of held-out galaxies that must pass.",
                                      lo=0.0, hi=1.0)
     min_spearman: float = gs.number(0.3, "Least Spearman rho of MMD against |d log M*|.",
                                     lo=-1.0, hi=1.0)
+    table_stars: int = gs.integer(500, "Stars of each galaxy (and model sample) in the table "
+                                  "of MMD against every data galaxy.", lo=10, hi=1_000_000)
     sample_chunk: int = gs.integer(300_000, "Stars sampled per chunk.", lo=1,
                                    hi=100_000_000)
     figure_stars: int = gs.integer(20_000, "Stars of the data and model samples drawn in the "

@@ -20,7 +20,9 @@ if TYPE_CHECKING:  # pragma: no cover
         CleanSettings,
         CrossValidationSettings,
         EdfModelSettings,
+        EvalSettings,
         SourceSettings,
+        ZenodoSettings,
     )
     from galforge.mock.edf_settings import MockEdfSettings
     from galforge.train.settings import TrainSettings
@@ -29,7 +31,7 @@ log = logging.getLogger("galforge.edf")
 
 PathLike = str | os.PathLike
 
-__all__ = ["mock", "sample", "table", "train"]
+__all__ = ["evaluate", "fetch", "figures", "mock", "sample", "table", "train"]
 
 
 def mock(folder: PathLike, truth: PathLike, *, settings: MockEdfSettings, seed: int,
@@ -39,6 +41,28 @@ def mock(folder: PathLike, truth: PathLike, *, settings: MockEdfSettings, seed: 
 
     return write_edf_mock(settings, seed=seed, folder=folder, truth_path=truth,
                           config_hash=config_hash)
+
+
+def fetch(galaxies: PathLike, manifest: PathLike, *, settings: ZenodoSettings,
+          progress: bool = True) -> dict[str, Any]:
+    """The authors' record from Zenodo: every file downloaded and checked, archives unpacked
+    safely, the galaxies' ``.npy`` files gathered in ``galaxies``; the manifest (record
+    asked for, version resolved, md5 of each file) beside it and at ``manifest``."""
+    import shutil
+    from pathlib import Path
+
+    from galforge.archives.zenodo import download_record
+    from galforge.io import atomic_path
+
+    folder = Path(galaxies)
+    out = download_record(settings.record, folder.parent, folder, api_url=settings.api_url,
+                          max_bytes=int(settings.max_unpacked_gb * 1e9),
+                          read_timeout=settings.timeout, progress=progress)
+    with atomic_path(manifest) as tmp:
+        shutil.copyfile(folder.parent / "manifest.json", tmp)
+    log.info("Zenodo record %s (version %s): %d galaxies", out["record_requested"],
+             out["record_resolved"], out["galaxies"])
+    return out
 
 
 def table(galaxies: PathLike, out: PathLike, index: PathLike, report: PathLike, *,
@@ -142,3 +166,41 @@ def sample(model: PathLike, out: PathLike, *, conditions: Sequence[float], n: in
             "seconds": round(seconds, 3), "stars_per_second": round(n / max(seconds, 1e-9))}
     log.info("sampled: %s", info)
     return info
+
+
+def evaluate(table_path: PathLike, models: Sequence[PathLike], *, heldout_csv: PathLike,
+             heldout_md: PathLike, mmd_csv: PathLike, truth_report: PathLike,
+             samples_out: PathLike, settings: EvalSettings, clean: CleanSettings, seed: int,
+             source: str, truth: PathLike | None = None,
+             progress: bool = True) -> dict[str, Any]:
+    """MMDs of every cross-validation model on its held-out galaxies; the checks
+    (``truth_recovery.json``); the model samples the figures draw."""
+    from galforge.edf.evaluate import evaluate_models, write_samples
+    from galforge.io import atomic_path
+    from galforge.stats import write_tables
+
+    res = evaluate_models(table_path, models, settings=settings, clean=clean, seed=seed,
+                          truth_path=truth, source=source, progress=progress)
+    write_tables(res.heldout, heldout_csv, heldout_md)
+    with atomic_path(mmd_csv) as tmp:
+        res.mmd_table.to_csv(tmp, index=False)
+    write_samples(res.samples, samples_out)
+    write_json(res.checks, truth_report)
+    return res.checks
+
+
+def figures(*, table: PathLike, heldout: PathLike, mmd: PathLike, samples: PathLike,
+            truth_report: PathLike, metrics: Sequence[PathLike], outdir: PathLike,
+            cfg: dict[str, Any], truth: PathLike | None = None) -> list[Any]:
+    """Every figure of the study (PDF + PNG, stamped with the provenance of ``cfg``).
+
+    ``metrics``: the ``metrics.csv`` of every model, each in ``models/<id>/``.
+    """
+    from pathlib import Path
+
+    from galforge.edf.figure_set import make_figures
+
+    named = {Path(m).parent.name: m for m in metrics}
+    return make_figures(table=table, heldout=heldout, mmd=mmd, samples=samples,
+                        truth_report=truth_report, metrics=named, outdir=outdir, cfg=cfg,
+                        truth=truth)

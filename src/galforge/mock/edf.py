@@ -26,11 +26,13 @@ and are correlated but not degenerate): ``log_mdm`` = log10 M_dm [M_sun] and
   ``f_bulge = clip(0.12 + 0.06 u + 0.03 t, 0.03, 0.45)``,
   ``f_halo = clip(0.05 + 0.01 t, 0.02, 0.15)``,
   ``f_thick = clip(0.22 + 0.03 t, 0.05, 0.45)``, the thin disk the rest;
-* ages ``13.5 Beta`` with mean ``a`` and concentration ``k``: thin disk
+* ages ``13.5 Beta`` with mean ``a`` and concentration ``k`` (raised where needed so that
+  both Beta parameters are at least 1.2: no infinite density at age 0): thin disk
   ``a = 0.45 t_form`` (k = 3), thick disk ``t_form + 2.5`` (k = 12), bulge
   ``t_form + 2`` (k = 8), halo 11.5 Gyr (k = 40);
-* structure: thin disk ``R ~ Gamma(2, R_d)``, ``z ~ Laplace(0, 0.08 R_d (1 + age / 5))``;
-  thick disk ``R ~ Gamma(2, 1.2 R_d)``, ``z ~ Laplace(0, 0.35 R_d)``; bulge a Plummer
+* structure: thin disk ``R ~ Gamma(2, R_d)`` (an exponential disk), heights of an
+  isothermal sheet ``ρ ∝ sech²(z / h)`` with ``h = 0.08 R_d (1 + age / 5)``; thick disk
+  ``R ~ Gamma(2, 1.2 R_d)``, ``h = 0.35 R_d``; bulge a Plummer
   sphere of scale ``0.25 R_d``; halo a Hernquist sphere of scale ``4 R_d + 3 kpc``;
 * kinematics (cylindrical about the spin axis z): thin disk
   ``σ_R = 0.12 V_max (1 + age / 4)^0.4`` (disk heating), ``σ_φ = 0.7 σ_R``,
@@ -169,7 +171,13 @@ def galaxy_truths(s: MockEdfSettings, seed: int) -> list[GalaxyTruth]:
 
 def _beta_ages(rng: np.random.Generator, n: int, mean: float, k: float) -> np.ndarray:
     m = float(np.clip(mean / AGE_MAX, 0.03, 0.97))
+    k = max(k, 1.2 / m, 1.2 / (1.0 - m))  # both shape parameters >= 1.2: no infinite density
     return AGE_MAX * rng.beta(k * m, k * (1.0 - m), size=n)
+
+
+def _sech2(rng: np.random.Generator, scale: np.ndarray | float, n: int) -> np.ndarray:
+    """Heights of an isothermal sheet, density ∝ sech²(z / scale)."""
+    return scale * np.arctanh(rng.uniform(-1 + 1e-12, 1 - 1e-12, n))
 
 
 def _frame(axis: np.ndarray, azimuth: float) -> np.ndarray:
@@ -220,7 +228,7 @@ def draw_galaxy(g: GalaxyTruth, seed: int, draw: int = 0, n: int | None = None) 
         if name == "thin":
             a = _beta_ages(rng, k, 0.45 * tf, 3.0)
             r = rng.gamma(2.0, rd, k)
-            pos_r[m], pos_z[m] = r, rng.laplace(0.0, 0.08 * rd * (1 + a / 5.0))
+            pos_r[m], pos_z[m] = r, _sech2(rng, 0.08 * rd * (1 + a / 5.0), k)
             sig_r = 0.12 * vmax * (1 + a / 4.0) ** 0.4
             v_r[m] = rng.normal(0.0, sig_r)
             v_phi[m] = rng.normal(vc(r) - 0.5 * sig_r**2 / vmax, 0.7 * sig_r)
@@ -229,7 +237,7 @@ def draw_galaxy(g: GalaxyTruth, seed: int, draw: int = 0, n: int | None = None) 
         elif name == "thick":
             a = _beta_ages(rng, k, tf + 2.5, 12.0)
             r = rng.gamma(2.0, 1.2 * rd, k)
-            pos_r[m], pos_z[m] = r, rng.laplace(0.0, 0.35 * rd, k)
+            pos_r[m], pos_z[m] = r, _sech2(rng, 0.35 * rd, k)
             v_r[m] = rng.normal(0.0, 0.3 * vmax, k)
             v_phi[m] = rng.normal(0.75 * vc(r), 0.21 * vmax)
             v_z[m] = rng.normal(0.0, 0.22 * vmax, k)
