@@ -80,5 +80,5 @@ def test_defaults_are_unchanged():
         "grad_clip": None, "checkpoint_every": 0, "early_stopping_patience": None,
         "early_stopping_min_delta": 0.0, "restore_best_weights": False, "seed": 0,
         "deterministic": True, "drop_last": False, "amp": False, "amp_dtype": "float16",
-        "compile": False, "num_workers": 0, "progress": True,
+        "compile": False, "num_workers": 0, "devices": 1, "progress": True,
     }

@@ -8,6 +8,9 @@ wildcard_constraints:
     edf_model=r"cv[0-9]+|all",
 
 
+from galforge.train.distributed import launcher as train_launcher
+
+
 # ---------------------------------------------------------------- this run's paths
 # (values, not functions: the configuration is fixed when the workflow is read)
 
@@ -28,6 +31,10 @@ EDF_GALAXIES = _EDF_SOURCE["path"] or (
 EDF_MODELS = study_settings(config, "edf").model_ids()
 #: The cross-validation models (the evaluation's).
 EDF_CV_MODELS = [m for m in EDF_MODELS if m != "all"]
+#: Devices of each training job (edf.train.devices > 1: data-parallel under torchrun).
+_EDF_DEVICES = config["edf"]["train"]["devices"]
+#: What runs a training job: galforge, or torchrun starting one galforge per device.
+EDF_TRAIN_CMD = train_launcher(_EDF_DEVICES)
 #: Figure stems of the edf study (galforge.edf.figure_set.FIGURES).
 EDF_FIGURES = ("mmd_vs_dlogm", "corner_heldout", "density_maps", "marginals", "loss_curves")
 
@@ -100,7 +107,8 @@ rule edf_table:
 
 
 # One thread: on a CPU-only machine the training jobs share the cores (gpu=2 lets two run at
-# once). A workstation can give it more: --set-threads edf_train=8.
+# once). A workstation can give it more: --set-threads edf_train=8. With edf.train.devices =
+# N > 1 a job claims N gpus and trains data-parallel, one process per device (torchrun).
 rule edf_train:
     input:
         res("edf", "edf.h5"),
@@ -111,9 +119,10 @@ rule edf_train:
     params:
         config=cli_config("edf", "model", "train", "split", "cv"),
         workdir=lambda wildcards: res("edf", f"models/{wildcards.edf_model}/work"),
+        cmd=EDF_TRAIN_CMD,
     threads: 1
     resources:
-        gpu=1,
+        gpu=1 if _EDF_DEVICES == 1 else _EDF_DEVICES,
         mem_mb=8000,
     log:
         logfile("edf", "train-{edf_model}"),
@@ -122,7 +131,7 @@ rule edf_train:
     conda:
         "../../envs/edf.yaml"
     shell:
-        "galforge edf-train --config {params.config:q} --no-progress --threads {threads}"
+        "{params.cmd} edf-train --config {params.config:q} --no-progress --threads {threads}"
         " --table {input:q} --model-id {wildcards.edf_model} --model {output.model:q}"
         " --metrics {output.metrics:q} --summary {output.summary:q}"
         " --workdir {params.workdir:q} > {log:q} 2>&1"

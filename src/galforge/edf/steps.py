@@ -119,12 +119,14 @@ def train(table_path: PathLike, model_id: str, model: PathLike, metrics: PathLik
           progress: bool = True) -> dict[str, Any]:
     """Train the flow ``model_id`` (resumes from its checkpoint in ``workdir``)."""
     from galforge.edf.training import train_edf_model
+    from galforge.train.distributed import is_main_process
 
     out = train_edf_model(table_path, model_id, model_settings, train_settings, cv, seed=seed,
                           val_fraction=val_fraction, out_model=model, out_metrics=metrics,
                           workroot=workdir, progress=progress,
                           run_config=None if run_config is None else dict(run_config))
-    write_json(out, summary)
+    if is_main_process():  # under torchrun (train.devices > 1), rank 0 writes
+        write_json(out, summary)
     return out
 
 

@@ -97,6 +97,11 @@ class TrainSettings(Settings):
     compile: bool = flag(False, "torch.compile the model on CUDA.")
     num_workers: int = integer(0, "DataLoader worker processes (0: load in the training "
                                "process).", lo=0)
+    devices: int = integer(
+        1, "Devices of one training job: more than 1 trains data-parallel (PyTorch DDP), one "
+        "process per device started by torchrun, the global batch split between them (GPUs; "
+        "without CUDA, CPU processes over gloo); the workflow claims that many gpu resources.",
+        lo=1, hi=64)
     progress: bool = flag(True, "Show a tqdm progress bar.")
 
     def check(self) -> None:
