@@ -137,5 +137,5 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "seed?": "seed of the noise (default 0)",
                         "chunk?": "stars per chunk (default 300000)",
                         "devices?": "comma-separated devices, e.g. cuda:0,cuda:1 (default: "
-                                    "the model's, CPU)"})
+                                    "every visible GPU, else the CPU)"})
     p.set_defaults(config="{}")  # the model file carries everything: no configuration needed

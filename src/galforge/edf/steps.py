@@ -135,7 +135,8 @@ def sample(model: PathLike, out: PathLike, *, conditions: Sequence[float], n: in
            devices: Sequence[str] | None = None) -> dict[str, Any]:
     """``n`` stars of a galaxy with ``conditions`` (M* [M_sun], tau50, tau10 [Gyr], mean Z)
     from a trained flow, written as an (11, n) ``.npy`` array in the archive's layout
-    (each particle's mass M* / n), so that it reads back as a galaxy."""
+    (each particle's mass M* / n), so that it reads back as a galaxy. The chunks are spread
+    over ``devices`` (default: every visible GPU, else the CPU)."""
     import time
 
     import numpy as np
@@ -147,6 +148,10 @@ def sample(model: PathLike, out: PathLike, *, conditions: Sequence[float], n: in
 
     if n < 1:
         raise InputError(f"--n must be a positive number of stars, got {n}")
+    import torch
+
+    if devices is None and torch.cuda.is_available():  # every visible GPU, as the seed
+        devices = [f"cuda:{i}" for i in range(torch.cuda.device_count())]
     flow, meta = load_for_inference(model)
     cond = [float(c) for c in conditions]
     if len(cond) != flow.n_conditions:
