@@ -65,6 +65,8 @@ FEATURES: tuple[str, ...] = ("x", "y", "z", "vx", "vy", "vz", "Z", "feh", "ofe",
 #: The conditions: stellar mass (learnt as log10), median and 10th-percentile age, mean Z.
 CONDITIONS: tuple[str, ...] = ("mstar", "tau50", "tau10", "mean_z")
 
+#: Rows the CPU pushes through the flow at once when sampling.
+CPU_BATCH = 16_384
 MIN_BIN_WIDTH = 1e-3
 MIN_BIN_HEIGHT = 1e-3
 MIN_DERIVATIVE = 1e-3
@@ -407,11 +409,19 @@ class EdfFlow(nn.Module):
     # -- sampling -------------------------------------------------------------------------
     def sample_standardised(self, n: int, context: Tensor, *,
                             generator: torch.Generator | None = None) -> Tensor:
-        """``n`` standardised samples at one standardised ``context`` (1, C) (no grad)."""
+        """``n`` standardised samples at one standardised ``context`` (1, C) (no grad).
+
+        The noise is drawn at once; on the CPU it goes through the flow in batches of
+        :data:`CPU_BATCH` rows (the activations then stay in cache: 300,000 rows at once
+        ran 2-4x slower per star on a shared 2-core machine).
+        """
         dev = self.feature_mean.device
         z = torch.randn(n, self.n_features, generator=generator).to(dev)
-        x, _ = self.transform.inverse(z, context=context.to(dev).reshape(1, -1))
-        return x
+        ctx = context.to(dev).reshape(1, -1)
+        step = CPU_BATCH if dev.type == "cpu" else max(n, 1)
+        parts = [self.transform.inverse(z[i:i + step], context=ctx)[0]
+                 for i in range(0, n, step)]
+        return torch.cat(parts) if len(parts) != 1 else parts[0]
 
     @torch.inference_mode()
     def sample(self, n: int, conditions: Any, *, seed: int = 0, chunk: int = 300_000,
