@@ -92,3 +92,14 @@ def test_bad_mock_settings_name_the_key():
         MockEdfSettings(log_mdm_min=12.0, log_mdm_max=11.0)
     with pytest.raises(SettingsError, match="prefix"):
         MockEdfSettings(prefix="a_b")
+
+
+@pytest.mark.parametrize("scale", ["tiny", "demo", "paper"])
+def test_every_scale_preset_builds_a_mock(scale):
+    from mock_presets import EDF_MOCK
+
+    s = MockEdfSettings.from_dict(EDF_MOCK[scale])
+    truths = galaxy_truths(s, 0)
+    assert len(truths) == s.n_galaxies + s.n_sparse
+    assert len({g.galaxy_id for g in truths}) == len(truths)
+    assert len({g.file for g in truths}) == len(truths)
