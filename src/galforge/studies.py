@@ -84,6 +84,13 @@ REGISTRY: tuple[Study, ...] = (
         commands="galforge.spectra.cli:register",
     ),
     Study(
+        name="edf",
+        title="eDF (GalacticFlow, Wolf & Buck): conditional spline flow of NIHAO star particles",
+        settings="galforge.edf.settings:EdfSettings",
+        presets="galforge.edf.presets:PRESETS",
+        commands="galforge.edf.cli:register",
+    ),
+    Study(
         name="exsitu",
         title="Exsitu (Angeloudi et al.): ex-situ stellar-mass maps of TNG100 galaxies from "
               "IFU-like maps",

@@ -76,8 +76,9 @@ def test_defaults_are_unchanged():
     assert TrainSettings().to_dict() == {
         "epochs": 10, "batch_size": 64, "lr": 1e-3, "weight_decay": 0.0, "optimizer": "adam",
         "scheduler": "none", "lr_min": 0.0, "plateau_factor": 0.5, "plateau_patience": 5,
+        "gamma": 0.998, "gamma_every": 10, "gamma_slow_every": 120, "gamma_slow_below": 3e-6,
         "grad_clip": None, "checkpoint_every": 0, "early_stopping_patience": None,
         "early_stopping_min_delta": 0.0, "restore_best_weights": False, "seed": 0,
         "deterministic": True, "drop_last": False, "amp": False, "amp_dtype": "float16",
-        "compile": False, "num_workers": 0, "progress": True,
+        "compile": False, "num_workers": 0, "devices": 1, "progress": True,
     }

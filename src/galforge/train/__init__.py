@@ -11,6 +11,8 @@
   :mod:`galforge.train.flows` - conditional normalizing flows;
 * :func:`~galforge.train.devices.select_device` - one GPU per concurrent job
   (crash-safe ``flock`` claims), CPU fallback;
+* :mod:`galforge.train.distributed` - data-parallel training under ``torchrun``
+  (``TrainSettings.devices`` > 1);
 * :func:`~galforge.train.checkpoint.load_for_inference` - rebuild a trained
   model from its checkpoint alone, without importing the training loop;
 * :func:`~galforge.train.seeding.seed_everything`.

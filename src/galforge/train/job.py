@@ -218,8 +218,11 @@ def run_training_job(
         normalization=dict(job.normalization),
         model_kwargs=None if job.model_kwargs is None else dict(job.model_kwargs),
     )
-    with atomic_path(out_model) as tmp:
-        shutil.copyfile(result.checkpoint_path, tmp)
-    with atomic_path(out_metrics) as tmp:
-        shutil.copyfile(result.metrics_path, tmp)
+    from galforge.train.distributed import is_main_process
+
+    if is_main_process():  # under torchrun, rank 0 writes the outputs
+        with atomic_path(out_model) as tmp:
+            shutil.copyfile(result.checkpoint_path, tmp)
+        with atomic_path(out_metrics) as tmp:
+            shutil.copyfile(result.metrics_path, tmp)
     return JobResult(train_rows=train_idx, val_rows=val_idx, workdir=workdir, fit=result)

@@ -29,6 +29,10 @@
 * **CUDA extras.** Mixed precision (``torch.autocast`` + ``GradScaler``;
   Micikevicius et al. 2018) and ``torch.compile``; both are ignored with a log
   line on CPU.
+* **Data parallel.** Started by ``torchrun`` (one process per device), ``fit``
+  trains with ``DistributedDataParallel``, each process taking a shard of every
+  global batch, and only rank 0 writes; the steps are those of one process with
+  the same global batch (:mod:`galforge.train.distributed`).
 
 The datasets, loaders and batches are in :mod:`galforge.train.batches`, the
 optimiser and schedule in :mod:`galforge.train.optim`. The rest stays one module
@@ -50,6 +54,7 @@ Regularization", ICLR (AdamW).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -66,6 +71,7 @@ from torch import nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from galforge.train import distributed
 from galforge.train.batches import (
     DataLike,
     as_dataset,
@@ -86,7 +92,7 @@ from galforge.train.checkpoint import (
     save_checkpoint,
 )
 from galforge.train.metrics import MetricsLog
-from galforge.train.optim import make_optimizer, make_scheduler
+from galforge.train.optim import STEP_SCHEDULERS, make_optimizer, make_scheduler
 from galforge.train.seeding import deterministic_mode, seed_everything
 from galforge.train.settings import TrainSettings
 
@@ -201,6 +207,13 @@ class _State:
     last_checkpoint_step: int | None = None
 
 
+class _Unwritten(MetricsLog):
+    """The metrics of a process other than rank 0: kept in memory, never written."""
+
+    def write(self) -> None:
+        pass
+
+
 def _fresh_accum() -> dict[str, Any]:
     return {"n": 0, "loss_sum": 0.0, "metric_sums": {}, "seconds": 0.0}
 
@@ -210,6 +223,20 @@ def _fresh_accum() -> dict[str, Any]:
 # --------------------------------------------------------------------------------------
 
 
+def _in_process_group(f: Callable[..., TrainResult]) -> Callable[..., TrainResult]:
+    """Run ``fit`` inside the process group of ``torchrun``, when there is one
+    (:mod:`galforge.train.distributed`), on the device of this process."""
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, device: torch.device | str | None = None,
+                **kwargs: Any) -> TrainResult:
+        with distributed.session(device) as (_, device):
+            return f(*args, device=device, **kwargs)
+
+    return wrapper
+
+
+@_in_process_group
 def fit(
     model: nn.Module,
     loss_fn: LossFn,
@@ -279,6 +306,7 @@ def fit(
     """
     if not isinstance(config, TrainSettings):
         raise TypeError(f"config must be a TrainSettings, got {type(config).__name__}")
+    dist_info = distributed.current()
     workdir = Path(workdir)
     log_dir = Path(log_dir) if log_dir is not None else workdir
     workdir.mkdir(parents=True, exist_ok=True)
@@ -313,7 +341,8 @@ def fit(
             ck = load_checkpoint(ckpt_path)
             _check_resumable(ck, static, ckpt_path)
             _restore(ck, state, model, optimizer, scheduler, scaler)
-            metrics = MetricsLog.resume(log_dir / METRICS_NAME, state.epochs_completed)
+            metrics = (MetricsLog.resume(log_dir / METRICS_NAME, state.epochs_completed)
+                       if dist_info.main else _Unwritten(log_dir / METRICS_NAME))
             log.info(
                 "resuming from %s: epoch %d, batch %d, step %d%s", ckpt_path,
                 state.epochs_completed + 1, state.batch_in_epoch, state.step,
@@ -321,15 +350,17 @@ def fit(
             )
         else:
             seed_everything(config.seed)
-            metrics = MetricsLog.fresh(log_dir / METRICS_NAME)
+            metrics = (MetricsLog.fresh(log_dir / METRICS_NAME) if dist_info.main
+                       else _Unwritten(log_dir / METRICS_NAME))
         if not state.finished:
-            fwd_model = _maybe_compile(model, config, dev)
+            eager = distributed.wrap(model, dev) if dist_info.active else model
+            fwd_model = _maybe_compile(eager, config, dev)
             if resumed:
                 restore_rng(ck["rng"])  # last: nothing may draw random numbers after this
             _train(
                 model, fwd_model, loss_fn, train_ds, val_ds, config, dev, optimizer, scheduler,
                 scaler, use_amp, state, static, metrics, ckpt_path, n_batches, callbacks,
-                collate_fn,
+                collate_fn, eager=eager,
             )
     return TrainResult(
         model=model,
@@ -409,12 +440,21 @@ def _train(
     n_batches: int,
     callbacks: Sequence[Callable[[StepInfo], None]],
     collate_fn: Callable[[list[Any]], Any] | None,
+    eager: nn.Module | None = None,
 ) -> None:
     amp_dtype = getattr(torch, cfg.amp_dtype) if use_amp else None
+    eager = model if eager is None else eager  # the uncompiled model (DDP-wrapped if so)
+    dist_info = distributed.current()
     save = _saver(model, optimizer, scheduler, scaler, state, static, ckpt_path)
+    if not dist_info.main:  # one writer: rank 0
+
+        def save(epoch: int) -> None:
+            state.last_checkpoint_step = state.step
+
     bar = tqdm(
         total=cfg.epochs * n_batches, initial=state.epochs_completed * n_batches + state.batch_in_epoch,
-        desc="train", unit="step", disable=not cfg.progress, dynamic_ncols=True,
+        desc="train", unit="step", disable=not cfg.progress or not dist_info.main,
+        dynamic_ncols=True,
         mininterval=0.1 if _is_tty() else 30.0, leave=False,
     )
     compiled_ok = False
@@ -427,10 +467,14 @@ def _train(
                              cfg.num_workers, epoch_seed(cfg.seed, epoch), collate_fn)
             model.train()
             for batch in loader:
+                if dist_info.active and batch_len(batch) < dist_info.world:
+                    log.warning("a last batch of %d rows cannot be split between %d "
+                                "processes: skipped", batch_len(batch), dist_info.world)
+                    continue
                 step_args = (loss_fn, batch, dev, optimizer, scheduler, scaler, amp_dtype, cfg,
                              state, epoch, ckpt_path)
-                if fwd_model is not model and not compiled_ok:
-                    loss, mets, fwd_model = _guarded_first_step(fwd_model, model, step_args)
+                if fwd_model is not eager and not compiled_ok:
+                    loss, mets, fwd_model = _guarded_first_step(fwd_model, eager, step_args)
                     compiled_ok = True
                 else:
                     loss, mets = _train_step(fwd_model, *step_args)
@@ -474,10 +518,19 @@ def _train_step(
 ) -> tuple[float, dict[str, float]]:
     """One optimiser step; returns the batch loss and metrics as floats."""
     batch = to_device(batch, dev)
+    dist_info = distributed.current()
+    if dist_info.active:  # this process's shard of the global batch
+        n_global = batch_len(batch)
+        batch, n_local = distributed.shard(batch, n_global, dist_info)
     optimizer.zero_grad(set_to_none=True)
     with _autocast(dev, amp_dtype):
         loss, mets = _call_loss(loss_fn, fwd_model, batch)
     value = float(loss.detach().float())
+    if dist_info.active:
+        value, mets = distributed.global_mean(value, mets, n_local, n_global)
+        # DDP averages the processes' gradients: weighting each shard's mean by its share
+        # makes that average the gradient of the global batch's mean loss
+        loss = loss * (n_local * dist_info.world / n_global)
     if not math.isfinite(value):
         _diverged("train loss", value, cfg, state, epoch, ckpt_path)
     if scaler is not None:
@@ -496,7 +549,7 @@ def _train_step(
         scaler.update()
     else:
         optimizer.step()
-    if cfg.scheduler == "cosine":
+    if cfg.scheduler in STEP_SCHEDULERS:
         scheduler.step()
     return value, mets
 

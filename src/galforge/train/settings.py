@@ -19,12 +19,15 @@ from galforge.settings import Settings, SettingsError, choice, flag, integer, nu
 __all__ = ["AMP_DTYPES", "OPTIMIZERS", "RESUME_SAFE_FIELDS", "SCHEDULERS", "TrainSettings"]
 
 #: Optimisers :func:`~galforge.train.loop.fit` can build (Kingma & Ba 2015;
-#: Loshchilov & Hutter 2019 for the decoupled weight decay of AdamW).
-OPTIMIZERS: tuple[str, ...] = ("adam", "adamw")
+#: Loshchilov & Hutter 2019 for the decoupled weight decay of AdamW; Liu et al. 2020 for
+#: RAdam, the rectified Adam GalacticFlow trains with).
+OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "radam")
 #: Learning-rate schedules: none, cosine annealing per optimiser step
-#: (Loshchilov & Hutter 2017, without restarts) or reduce-on-plateau of the
-#: validation loss, stepped once per epoch.
-SCHEDULERS: tuple[str, ...] = ("none", "cosine", "plateau")
+#: (Loshchilov & Hutter 2017, without restarts), reduce-on-plateau of the
+#: validation loss, stepped once per epoch, or exponential decay in steps (a factor
+#: ``gamma`` every ``gamma_every`` optimiser steps, every ``gamma_slow_every`` once the
+#: rate is at or below ``gamma_slow_below``: GalacticFlow's schedule).
+SCHEDULERS: tuple[str, ...] = ("none", "cosine", "plateau", "exponential")
 #: Autocast dtypes for mixed precision on CUDA (Micikevicius et al. 2018).
 AMP_DTYPES: tuple[str, ...] = ("float16", "bfloat16")
 
@@ -61,6 +64,15 @@ class TrainSettings(Settings):
                                    lo_open=True, hi_open=True)
     plateau_patience: int = integer(
         5, "Epochs without a better validation loss before the plateau schedule acts.", lo=0)
+    gamma: float = number(0.998, "Factor of the exponential schedule.", lo=0.0, hi=1.0,
+                          lo_open=True, hi_open=True)
+    gamma_every: int = integer(10, "Optimiser steps between two factors of the exponential "
+                               "schedule.", lo=1)
+    gamma_slow_every: int = integer(
+        120, "Optimiser steps between two factors once the rate is at or below "
+        "gamma_slow_below (exponential schedule).", lo=1)
+    gamma_slow_below: float = number(
+        3e-6, "Rate at or below which the exponential schedule slows down.", lo=0.0)
     grad_clip: float | None = number(
         None, "Clip the global gradient L2 norm to this value (null: no clipping).",
         lo=0.0, lo_open=True, optional=True)
@@ -85,6 +97,11 @@ class TrainSettings(Settings):
     compile: bool = flag(False, "torch.compile the model on CUDA.")
     num_workers: int = integer(0, "DataLoader worker processes (0: load in the training "
                                "process).", lo=0)
+    devices: int = integer(
+        1, "Devices of one training job: more than 1 trains data-parallel (PyTorch DDP), one "
+        "process per device started by torchrun, the global batch split between them (GPUs; "
+        "without CUDA, CPU processes over gloo); the workflow claims that many gpu resources.",
+        lo=1, hi=64)
     progress: bool = flag(True, "Show a tqdm progress bar.")
 
     def check(self) -> None:
