@@ -54,13 +54,13 @@ def workflow_args(folder: Path) -> tuple[str, ...]:
 
 
 def rules_claiming_a_gpu(studies: list[str] | None = None) -> set[str]:
-    """Names of the rules whose resources declare ``gpu=1`` (the training rules), of every
+    """Names of the rules whose resources claim a GPU (``gpu=1``, or ``gpu=<n>``), of every
     rules file or of the given studies' (``workflow/rules/<study>.smk``)."""
     names = set()
     rules = REPO / "workflow" / "rules"
     for smk in ([rules / f"{s}.smk" for s in studies] if studies is not None
                 else rules.glob("*.smk")):
         for name, body in re.findall(r"^rule (\w+):\n((?:[ \t]+.*\n|\n)+)", smk.read_text(), re.M):
-            if re.search(r"^\s+gpu=1,?\s*$", body, re.M):
+            if re.search(r"^\s+gpu=\S", body, re.M):  # gpu=1, or gpu=<devices> (edf)
                 names.add(name)
     return names
