@@ -39,6 +39,9 @@ Conventions
 * **Colours** are colour-blind safe: the Okabe–Ito :data:`~galforge.figures.PALETTE`
   for lines, ``viridis`` / ``Blues`` for sequential scales and ``RdBu_r`` (symmetric
   about 0) for ρ.
+
+One module on purpose (over 800 lines): one function per figure of the study, all
+sharing this module's panel helpers; :mod:`figure_set` maps the workflow's stems onto them.
 """
 
 from __future__ import annotations

@@ -37,6 +37,9 @@ Conventions
 * Statistics printed on the panels are the caller's (from the tables); nothing is
   recomputed here except the bin means of Fig 1
   (:func:`galforge.spectra.analysis.binned_property_means`).
+
+One module on purpose (over 800 lines): one function per figure of the study, all
+sharing this module's panel helpers; :mod:`figure_set` maps the workflow's stems onto them.
 """
 
 from __future__ import annotations

@@ -49,6 +49,9 @@ Micikevicius, P. et al. 2018, "Mixed Precision Training", ICLR.
 Loshchilov, I. & Hutter, F. 2017, "SGDR: Stochastic Gradient Descent with Warm
 Restarts", ICLR (cosine schedule); 2019, "Decoupled Weight Decay
 Regularization", ICLR (AdamW).
+
+One module on purpose (over 800 lines): the loop, its checkpoint/resume and DDP paths
+share the per-step state, and splitting them would pass that state across modules.
 """
 
 from __future__ import annotations
