@@ -23,7 +23,7 @@ Architecture (the seed's, built from ``nflows`` pieces where nflows has them):
 conditions, with log10 of the features in ``log_features`` and of the stellar mass) and
 the exact density in physical units (:meth:`EdfFlow.log_prob`), and samples in chunks
 (:meth:`EdfFlow.sample`, spread over several devices when given), computing
-``MLP_c(c)`` once per chunk when every star shares one condition vector.
+``MLP_c(c)`` once per batch of rows when every star shares one condition vector.
 
 Parameters of the paper preset (14 layers, K = 10, 128 x 4 MLPs, 10 features, 4
 conditions): 2,937,788. The seed's code has 2,939,188: its 1x1 convolution stores the
