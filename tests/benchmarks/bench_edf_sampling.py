@@ -9,11 +9,11 @@ vector from
 * galforge's paper-preset flow (:class:`galforge.edf.flow.EdfFlow`: 14 layers, K = 10,
   B = 3, 128 x 4 conditioner MLPs with multiplicative conditioning, 2,937,788 parameters),
   through its chunked sampler (chunks of 300,000, ``inference_mode``; the conditioning MLP
-  runs once per chunk), and
+  runs once per batch of 16,384 rows on the CPU), and
 * the same-size flow assembled from stock nflows classes: ``LULinear`` + two
   ``PiecewiseRationalQuadraticCouplingTransform`` per layer (linear tails, K = 10, B = 3),
   each with a ``ResidualNet`` (width 192, one block) into which the context is concatenated
-  (2,944,446 parameters), ``Flow.sample`` in the same chunks under ``inference_mode``;
+  (2,940,896 parameters), ``Flow.sample`` in the same chunks under ``inference_mode``;
 
 and prints stars per second and the ratio (the goal is >= 2); the two take their chunks in
 turn, so that the load of a shared machine hits both alike. It also times training steps

@@ -23,7 +23,7 @@ Architecture (the seed's, built from ``nflows`` pieces where nflows has them):
 conditions, with log10 of the features in ``log_features`` and of the stellar mass) and
 the exact density in physical units (:meth:`EdfFlow.log_prob`), and samples in chunks
 (:meth:`EdfFlow.sample`, spread over several devices when given), computing
-``MLP_c(c)`` once per chunk when every star shares one condition vector.
+``MLP_c(c)`` once per batch of rows when every star shares one condition vector.
 
 Parameters of the paper preset (14 layers, K = 10, 128 x 4 MLPs, 10 features, 4
 conditions): 2,937,788. The seed's code has 2,939,188: its 1x1 convolution stores the
@@ -95,13 +95,15 @@ def rq_spline(inputs: Tensor, widths: Tensor, heights: Tensor, derivatives: Tens
     inside = (inputs >= -b) & (inputs <= b)
     x = inputs.clamp(-b, b)
 
+    # running sums over the bins as one small matrix product: row j of tri sums bins < j
+    tri = torch.tril(torch.ones(k + 1, k, dtype=widths.dtype, device=widths.device), -1)
+    steps = torch.arange(k + 1, dtype=widths.dtype, device=widths.device)[:, None]
+
     def knots(unnorm: Tensor, min_size: float) -> tuple[Tensor, Tensor]:
         e = torch.exp(unnorm - unnorm.amax(dim=0, keepdim=True))
-        frac = torch.cumsum(e, dim=0) / e.sum(dim=0, keepdim=True)
-        steps = torch.arange(1, k + 1, dtype=frac.dtype, device=frac.device)[:, None]
-        cum = 2 * b * (min_size * steps + (1 - min_size * k) * frac) - b
-        lo = torch.full_like(cum[:1], -b)
-        cum = torch.cat([lo, cum[:-1], -lo], dim=0)  # (K + 1, M), ends exactly at -B, B
+        run = tri @ e  # (K + 1, M): 0, e_0, e_0 + e_1, ..., the total
+        cum = 2 * b * (min_size * steps + (1 - min_size * k) * (run / run[-1:])) - b
+        cum[0], cum[-1] = -b, b  # the ends exactly at -B, B
         return cum, cum[1:] - cum[:-1]
 
     cumw, w = knots(widths, MIN_BIN_WIDTH)
@@ -145,7 +147,8 @@ def _mlp(n_in: int, n_out: int, hidden: int, layers: int, slope: float) -> nn.Se
     sizes = [n_in] + [hidden] * (layers - 1) + [n_out]
     mods: list[nn.Module] = []
     for a, b in zip(sizes[:-1], sizes[1:], strict=True):
-        mods += [nn.Linear(a, b), nn.LeakyReLU(slope)]
+        # in place: a negative slope keeps the sign, so the backward pass needs no copy
+        mods += [nn.Linear(a, b), nn.LeakyReLU(slope, inplace=slope > 0)]
     return nn.Sequential(*mods)
 
 
