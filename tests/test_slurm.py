@@ -35,6 +35,7 @@ import pytest
 
 from conftest import REPO, in_ci
 from galforge.cli import FAIL_ONCE_ENV
+from galforge.edf.parity import TIMED
 from snakemake_runs import (
     default_studies,
     rules_claiming_a_gpu,
@@ -183,8 +184,10 @@ def test_its_tables_equal_the_local_runs(slurm_run, tiny_local_run):
     for rel in tables:
         assert (ours / rel).exists(), f"the SLURM run did not write {rel}"
         if rel.suffix == ".csv":
-            pd.testing.assert_frame_equal(pd.read_csv(ours / rel), pd.read_csv(local / rel),
-                                          check_exact=False, rtol=RTOL, obj=str(rel))
+            a, b = pd.read_csv(ours / rel), pd.read_csv(local / rel)
+            if rel.name == "parity.csv":  # rows of wall-clock times differ between runs
+                a, b = (t[~t["quantity"].isin(TIMED)].reset_index(drop=True) for t in (a, b))
+            pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=RTOL, obj=str(rel))
         else:
             _same_json(json.loads((ours / rel).read_text()),
                        json.loads((local / rel).read_text()), str(rel))

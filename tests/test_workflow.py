@@ -253,6 +253,7 @@ def check_tiny_edf_outputs(res: Path) -> None:
     truth = json.loads((res / "tables" / "truth_recovery.json").read_text())
     assert truth["source"] == "mock" and truth["n_heldout"] == len(held)
     assert {"pass_heldout", "pass_mmd_rises_with_dlogm", "pass_inclination"} <= set(truth)
+    check_parity_table(res, n_rows=6)
     for stem in (*EDF_FIGURES, "truth_recovery"):
         for ext in ("pdf", "png"):
             assert (res / "figures" / f"{stem}.{ext}").stat().st_size > 1000

@@ -119,3 +119,29 @@ def test_evaluate_and_figures_steps_write_their_outputs(trained, tmp_path):
     stems = {p.stem for p in written}
     assert stems == {*FIGURES, TRUTH_FIGURE} and len(written) == 2 * len(stems)
     assert all(p.stat().st_size > 1000 for p in written)
+
+
+def test_the_parity_step_times_the_trained_flow(trained, tmp_path):
+    """``tables/parity.*`` from the model file, its training summary and the evaluation's
+    tables (fabricated here); the sampling row is a measured time, scaled to 1e6 stars."""
+    from galforge.edf.parity import PAPER
+    from galforge.parity import read_parity
+
+    root, _ = trained
+    truth = {"n_heldout": 2, "floor_factor": 3.0, "fraction_heldout_passing": 0.5,
+             "spearman_mmd_vs_abs_dlogm": 0.4, "pass_heldout": False,
+             "pass_mmd_rises_with_dlogm": True}
+    (tmp_path / "truth.json").write_text(json.dumps(truth))
+    pd.DataFrame({"kind": ["model", "data"], "dlogm": [0.05, 0.02],
+                  "mmd_kernel": [0.01, 0.02]}).to_csv(tmp_path / "mmd.csv", index=False)
+    settings = EdfSettings.from_dict({**resolve_config({"scale": "tiny"})["edf"]})
+    steps.parity(model=root / "model.pt", training=root / "training.json",
+                 truth_report=tmp_path / "truth.json", mmd=tmp_path / "mmd.csv",
+                 table=root / "edf.h5", out_csv=tmp_path / "p.csv", out_md=tmp_path / "p.md",
+                 out_html=tmp_path / "p.html", settings=settings, scale="tiny", source="mock",
+                 seed=1)
+    t = read_parity(tmp_path / "p.csv")
+    row = t[t["quantity"] == PAPER["sampling"].quantity].iloc[0]
+    assert row["ours"].endswith(" s (cpu)") and float(row["ours"].split()[0]) > 0
+    assert f"{settings.eval.timing_stars:,} stars in" in row["note"]
+    assert (tmp_path / "p.md").exists() and "<table" in (tmp_path / "p.html").read_text()

@@ -29,8 +29,10 @@ EDF_GALAXIES = _EDF_SOURCE["path"] or (
 
 #: Every model: the cross-validation models (cv00, ...) and the all-galaxies model (all).
 EDF_MODELS = study_settings(config, "edf").model_ids()
+#: The model trained on every galaxy (galforge.edf.settings.ALL_MODEL).
+EDF_ALL = "all"
 #: The cross-validation models (the evaluation's).
-EDF_CV_MODELS = [m for m in EDF_MODELS if m != "all"]
+EDF_CV_MODELS = [m for m in EDF_MODELS if m != EDF_ALL]
 #: Devices of each training job (edf.train.devices > 1: data-parallel under torchrun).
 _EDF_DEVICES = config["edf"]["train"]["devices"]
 #: What runs a training job: galforge, or torchrun starting one galforge per device.
@@ -46,6 +48,7 @@ STUDY_TARGETS["edf"] = [
     res("edf", "tables/heldout.csv"),
     res("edf", "tables/mmd_vs_dlogm.csv"),
     res("edf", "tables/truth_recovery.json"),
+    res("edf", "tables/parity.csv"),
     *expand(res("edf", "figures/{stem}.{ext}"), stem=EDF_FIGURES, ext=("pdf", "png")),
     *(expand(res("edf", "figures/truth_recovery.{ext}"), ext=("pdf", "png")) if EDF_TRUTH else []),
 ]
@@ -223,3 +226,37 @@ rule edf_figures:
         " --table {input.table:q} --heldout {input.heldout:q} --mmd {input.mmd:q}"
         " --samples {input.samples:q} --truth-report {input.checks:q}"
         " --metrics {input.metrics:q} {params.truth} --outdir {params.outdir:q} > {log:q} 2>&1"
+
+
+# The paper's headline numbers beside ours: a table in the report (its HTML copy). It times
+# the all-galaxies flow's sampling, so it runs alone on one thread.
+rule edf_parity:
+    input:
+        model=res("edf", f"models/{EDF_ALL}/model.pt"),
+        training=res("edf", f"models/{EDF_ALL}/training.json"),
+        truth=res("edf", "tables/truth_recovery.json"),
+        mmd=res("edf", "tables/mmd_vs_dlogm.csv"),
+        table=res("edf", "edf.h5"),
+    output:
+        csv=res("edf", "tables/parity.csv"),
+        md=res("edf", "tables/parity.md"),
+        html=report(
+            res("edf", "tables/parity.html"),
+            caption="../report/edf_parity.rst",
+            category="eDF",
+            labels={"figure": "Paper vs ours (table)"},
+        ),
+    params:
+        config=cli_config("edf", "cv", "eval"),
+    threads: 1
+    log:
+        logfile("edf", "parity"),
+    benchmark:
+        benchfile("edf", "parity")
+    conda:
+        "../../envs/edf.yaml"
+    shell:
+        "galforge edf-parity --config {params.config:q} --threads {threads}"
+        " --model {input.model:q} --training {input.training:q} --truth-report {input.truth:q}"
+        " --mmd {input.mmd:q} --table {input.table:q}"
+        " --out {output.csv:q} --out-md {output.md:q} --out-html {output.html:q} > {log:q} 2>&1"

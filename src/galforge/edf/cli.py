@@ -76,6 +76,13 @@ def _sample(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
                  devices=devices)
 
 
+def _parity(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    steps.parity(model=args.model, training=args.training, truth_report=args.truth_report,
+                 mmd=args.mmd, table=args.table, out_csv=args.out, out_md=args.out_md,
+                 out_html=args.out_html, settings=_settings(cfg), scale=cfg["scale"],
+                 source=cfg["source"], seed=cfg["seed"])
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the edf study's subcommands to the ``galforge`` parser."""
     from galforge.commands import add_command
@@ -128,6 +135,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "metrics+": "input metrics.csv of every model (models/<id>/metrics.csv)",
                     "truth?": "the mock's truth file: adds the truth figure",
                     "outdir": "folder of the figures"})
+    from galforge.parity import PARITY_OUTPUTS
+
+    add_command(sub, "edf-parity", _parity,
+                "the paper's headline numbers beside ours (CSV, Markdown, HTML), timing the "
+                "all-galaxies flow's sampling", {
+                    "model": "input checkpoint of the all-galaxies flow (models/all/model.pt)",
+                    "training": "input training.json of that flow",
+                    "truth-report": "input JSON of edf-evaluate: the checks",
+                    "mmd": "input CSV of edf-evaluate: MMD against every data galaxy",
+                    "table": "input eDF table (HDF5): the galaxies' conditions",
+                    **PARITY_OUTPUTS})
     p = add_command(sub, "edf-sample", _sample,
                     "sample a galaxy of n stars at given conditions from a trained flow", {
                         "model": "input checkpoint (model.pt of edf-train)",

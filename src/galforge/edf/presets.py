@@ -21,7 +21,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "train": {"epochs": 1, "batch_size": 256, "lr": 3e-3, "optimizer": "adam",
                   "scheduler": "none"},
         "cv": {"mode": "kfold", "k": 2},
-        "eval": {"n_stars": 200, "figure_stars": 600},
+        "eval": {"n_stars": 200, "figure_stars": 600, "timing_stars": 2000},
     },
     "demo": {
         # 60 galaxies of 1,200-4,000 particles over log M_dm 10.8-12.3 (M* 10^8.8-10^11.3):
@@ -37,7 +37,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "train": {"epochs": 5, "batch_size": 512, "lr": 3e-3, "gamma": 0.98},
         # the seed's scheme, smaller: 2 models leaving out 10 galaxies each, + all
         "cv": {"mode": "leave_out", "n_models": 2, "n_leave_out": 10},
-        "eval": {"n_stars": 1000, "figure_stars": 4000},
+        "eval": {"n_stars": 1000, "figure_stars": 4000, "timing_stars": 20_000},
     },
     "paper": {
         # the NIHAO sample's size: ~100 galaxies, 2e3-2e5 particles each

@@ -151,6 +151,9 @@ class EvalSettings(Settings):
     figure_stars: int = gs.integer(20_000, "Stars of the data and model samples drawn in the "
                                    "corner plot, density maps and marginals.", lo=100,
                                    hi=10_000_000)
+    timing_stars: int = gs.integer(1_000_000, "Stars the parity table's sampling-time row "
+                                   "draws from the all-galaxies flow (0: leave the row out).",
+                                   lo=0, hi=100_000_000)
 
 
 @dataclass(frozen=True)

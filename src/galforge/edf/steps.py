@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # pragma: no cover
         CleanSettings,
         CrossValidationSettings,
         EdfModelSettings,
+        EdfSettings,
         EvalSettings,
         SourceSettings,
         ZenodoSettings,
@@ -211,3 +212,20 @@ def figures(*, table: PathLike, heldout: PathLike, mmd: PathLike, samples: PathL
     return make_figures(table=table, heldout=heldout, mmd=mmd, samples=samples,
                         truth_report=truth_report, metrics=named, outdir=outdir, cfg=cfg,
                         truth=truth)
+
+
+def parity(*, model: PathLike, training: PathLike, truth_report: PathLike, mmd: PathLike,
+           table: PathLike, out_csv: PathLike, out_md: PathLike, out_html: PathLike | None,
+           settings: EdfSettings, scale: str, source: str, seed: int) -> None:
+    """The paper's headline numbers beside ours (``tables/parity.*``), from the all-galaxies
+    model, its training summary and the evaluation's tables."""
+    from galforge.edf.parity import TITLE, parity_from_files
+    from galforge.parity import write_parity
+
+    cv = {"mode": settings.cv.mode, "n_models": settings.cv.n_models,
+          "n_leave_out": settings.cv.n_leave_out, "k": settings.cv.k}
+    frame = parity_from_files(model=model, training=training, truth_report=truth_report,
+                              mmd_table=mmd, table=table, cv=cv, scale=scale, source=source,
+                              sample_stars=settings.eval.timing_stars, seed=seed)
+    write_parity(frame, out_csv, out_md, out_html, title=TITLE)
+    log.info("parity table: %d rows", len(frame))
