@@ -15,12 +15,10 @@ here on ``sample_stars`` stars and scaled linearly: sampling is a fixed cost per
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -166,16 +164,6 @@ def parity_table(*, training: Mapping[str, Any], truth: Mapping[str, Any], mmd: 
     return parity_frame(rows)
 
 
-def _read_json(path: str | os.PathLike, what: str) -> dict[str, Any]:
-    try:
-        out = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: not a {what} ({exc})") from None
-    if not isinstance(out, dict):
-        raise InputError(f"{path}: not a {what}")
-    return out
-
-
 def parity_from_files(*, model: str | os.PathLike, training: str | os.PathLike,
                       truth_report: str | os.PathLike, mmd_table: str | os.PathLike,
                       table: str | os.PathLike, cv: Mapping[str, Any], scale: str, source: str,
@@ -193,7 +181,7 @@ def parity_from_files(*, model: str | os.PathLike, training: str | os.PathLike,
 
         conds = read_edf_table(table, stars=False).conditions()
         sampling = time_sampling(model, list(np.median(conds, axis=0)), sample_stars, seed=seed)
-    return parity_table(training=_read_json(training, "training summary"),
+    return parity_table(training=read_report(training),
                         truth=read_report(truth_report), mmd=mmd, cv=cv,
                         paper_parameters=paper_preset_parameters(), sampling=sampling,
                         scale=scale, source=source)
