@@ -56,6 +56,8 @@ __all__ = [
 #: Activations offered; all are supported by ``shap.DeepExplainer`` (each layer gets its own
 #: module instance).
 ACTIVATIONS: tuple[str, ...] = ("leaky_relu", "relu", "elu", "gelu", "tanh")
+#: Per-pixel scales of the standardised spectra (SpectraModelSettings.pixel_scale).
+PIXEL_SCALES: tuple[str, ...] = ("noise", "spread")
 
 #: ``and_mask`` bits treated as bad pixels (see :mod:`galforge.spectra.preprocess`).
 DEFAULT_BAD_MASK_BITS: tuple[str, ...] = (
@@ -289,6 +291,11 @@ class SpectraModelSettings(ModelSettings):
                             hi_open=True)
     linear_skip: bool = gs.flag(True, "Linear shortcuts beside the non-linear paths, started "
                              "from the PCA of the training spectra.")
+    pixel_scale: str = gs.choice(
+        "noise", PIXEL_SCALES, "Per-pixel scale of the model's standardised spectra (and so of "
+        "the PCA that starts the linear shortcuts): noise = the median noise of the pixel "
+        "(1/sqrt of its median inverse variance), the metric of the likelihood; spread = the "
+        "pixel's standard deviation over the training spectra.")
     beta: float = gs.number(1.0, "Weight of the KL term (1 = the ELBO).", lo=0.0)
 
     def check(self) -> None:
@@ -335,6 +342,7 @@ class SpectraModelSettings(ModelSettings):
         out = self.to_dict()
         out.pop("kind")
         out.pop("beta")
+        out.pop("pixel_scale")  # the training's choice of scaling, not an architecture
         if out["npix"] is None:
             out["npix"] = NPIX
         return out
