@@ -46,7 +46,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "flow": {"n_layers": 4, "hidden": 32},
         "flow_train": {"epochs": 60, "batch_size": 128, "lr": 2e-3,
                        "early_stopping_patience": 10},
-        "predict": {"n_samples": 30, "batch_size": 64},
+        "predict": {"n_samples": 20, "batch_size": 64},
     },
     "paper": {
         "mock": {**SIZES["paper"], "stars_at_1e10": 2000.0, "stars_max": 50000},

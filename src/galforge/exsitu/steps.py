@@ -134,30 +134,49 @@ SOURCES: tuple[str, ...] = ("encoder", "flow", "prior")
 
 
 def predict(model_in: PathLike, maps_in: PathLike, out: PathLike, *, settings: Any,
-            seed: int, flow_in: PathLike | None = None, split: str = "test") -> int:
-    """S sampled maps per ``split`` projection from each latent source, summarised."""
-    from galforge.exsitu.analysis import summarise, write_predictions
+            seed: int, flow_in: PathLike | None = None, split: str = "test",
+            calibrate_on: str = "val") -> int:
+    """S sampled maps per ``split`` projection from each latent source, summarised.
+
+    With ``settings.aleatoric`` each source's noise sigma is first fitted on the
+    ``calibrate_on`` projections (:func:`galforge.exsitu.analysis.fit_noise`).
+    """
+    from galforge.exsitu.analysis import fit_noise, summarise, write_predictions
     from galforge.exsitu.training import predict as sample_maps
     from galforge.train import load_for_inference
 
     model, meta = load_for_inference(model_in)
     m = mp.read_maps(maps_in)
     rows = np.flatnonzero(m.meta["split"] == split)
+    cal = np.flatnonzero(m.meta["split"] == calibrate_on)
     if not len(rows):
         raise InputError(f"{maps_in}: no {split} projection")
-    maps, masks = m.maps[rows], m.masks[rows]
+    if settings.aleatoric and not len(cal):
+        raise InputError(f"{maps_in}: no {calibrate_on} projection to fit the noise on")
     sampler = None
     if flow_in is not None:
         from galforge.exsitu.flow import flow_sampler
         sampler = flow_sampler(flow_in)
     sources = [s for s in SOURCES if s != "flow" or sampler is not None]
-    out_s = {}
+
+    def draw(r: np.ndarray, k: int, src: str) -> np.ndarray:
+        return sample_maps(model, meta.normalization, m.maps[r], m.masks[r], source=src,
+                           n_samples=settings.n_samples, seed=seed + k,
+                           batch_size=settings.batch_size, latent_sampler=sampler)
+
+    out_s, noise = {}, {}
     for k, src in enumerate(sources):
-        samples = sample_maps(model, meta.normalization, maps, masks, source=src,
-                              n_samples=settings.n_samples, seed=seed + k,
-                              batch_size=settings.batch_size, latent_sampler=sampler)
-        out_s[src] = summarise(samples, maps[:, 0], masks)
-    write_predictions(out, rows, out_s, {"split": split, "n_samples": settings.n_samples})
+        noise[src] = 0.0
+        if settings.aleatoric:
+            noise[src] = fit_noise(draw(cal, 100 + k, src), m.maps[cal, 5], m.masks[cal],
+                                   seed=seed + k)
+            print(f"{src}: aleatoric sigma {noise[src]:.4f} (fitted on {len(cal)} "
+                  f"{calibrate_on} projections)")
+        out_s[src] = summarise(draw(rows, k, src), m.maps[rows, 0], m.masks[rows],
+                               noise_sigma=noise[src], seed=seed + 200 + k)
+    write_predictions(out, rows, out_s, {"split": split, "n_samples": settings.n_samples,
+                                         "calibrated_on": calibrate_on if settings.aleatoric
+                                         else "none"}, noise)
     print(f"{len(rows)} {split} projections x {settings.n_samples} samples from "
           f"{', '.join(sources)}")
     return len(rows)
@@ -176,7 +195,10 @@ def acceptance(report: dict[str, Any]) -> dict[str, Any]:
     rho, cov = report[src]["fex_int_spearman"], report[src]["coverage68"]
     return {
         "source": src, "error": e, "baseline_error": base, "prior_error": prior,
-        "fex_int_spearman": rho, "coverage68": cov, "thresholds": ACCEPT,
+        "fex_int_spearman": rho, "coverage68": cov,
+        "coverage95": report[src].get("coverage95"),
+        "aleatoric_sigma": report.get("aleatoric_sigma", {}).get(src, 0.0),
+        "thresholds": ACCEPT,
         "pass_error": bool(e <= ACCEPT["max_error"]),
         "pass_beats_baseline": bool(e < base),
         "pass_flow_beats_prior": bool(src == "flow" and e < prior),
@@ -202,7 +224,8 @@ def evaluate(maps_in: PathLike, predictions_in: PathLike, table_out: PathLike,
     table["baseline"] = an.pixel_errors(base, true, masks)
     fint_true = an.integrated(true, m.maps[rows, 0], masks)
     report: dict[str, Any] = {"errors": table, "baseline_profile": profile.tolist(),
-                              "n_test": len(rows)}
+                              "n_test": len(rows),
+                              "aleatoric_sigma": an.read_noise(predictions_in)}
     from scipy.stats import spearmanr
     for src, p in preds.items():
         cov = an.coverage(p, true, masks)
