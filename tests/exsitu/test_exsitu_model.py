@@ -159,3 +159,36 @@ def test_the_aleatoric_noise_fitted_on_one_set_calibrates_another() -> None:
     # samples already wide enough: no noise
     wide = pred + rng.normal(0, 0.3, pred.shape).astype(np.float32)
     assert an.fit_noise(wide, val_true, masks, seed=1) == 0.0
+
+
+def test_the_grid_keeps_the_point_with_the_lowest_validation_error(tmp_path) -> None:
+    import json
+
+    from galforge.exsitu.settings import CVAESettings, GridSettings, grid_points
+    from galforge.exsitu.steps import select_model
+    from galforge.io import InputError
+
+    pts = grid_points(GridSettings(latent_dims=(5, 10), betas=(7e-5,)), CVAESettings())
+    assert pts == {"z5_beta7e-05": (5, 7e-5), "z10_beta7e-05": (10, 7e-5)}
+    assert list(grid_points(GridSettings(), CVAESettings())) == ["z10_beta7e-05"]
+    files = {}
+    # z5: best at its checkpoint epoch 2 (restored); z10: lower at epoch 1, higher at its
+    # checkpoint (the last epoch, 2): z5 is kept
+    for name, mse, ckpt in (("z5_beta7e-05", (0.9, 0.2), 2), ("z10_beta7e-05", (0.1, 0.3), 2)):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "m.csv").write_text("epoch,val_mse,val_kl\n" + "".join(
+            f"{e},{v},1.0\n" for e, v in enumerate(mse, 1)))
+        (d / "s.json").write_text(json.dumps({"checkpoint_epoch": ckpt}))
+        (d / "c.pt").write_text(name)
+        files[name] = d
+    names = list(files)
+    kept = select_model(names, [files[n] / "c.pt" for n in names],
+                        [files[n] / "m.csv" for n in names], [files[n] / "s.json" for n in names],
+                        tmp_path / "cvae.pt", tmp_path / "m.csv", tmp_path / "s.json",
+                        tmp_path / "sel.json")
+    assert kept == "z5_beta7e-05" and (tmp_path / "cvae.pt").read_text() == kept
+    sel = json.loads((tmp_path / "sel.json").read_text())
+    assert [p["val_mse"] for p in sel["points"]] == [0.2, 0.3]
+    with pytest.raises(InputError, match="grid points"):
+        select_model(names[:1], [], [], [], *(tmp_path / f for f in "abcd"))
