@@ -2,8 +2,9 @@
 
 Demo, measured (seed 42, 2 cores shared with other engineers' jobs): the whole study
 (``snakemake --cores 2 --config 'studies=[exsitu]'``) in 6 min 38 s wall at load ~7,
-156 s of CPU (user + sys; the study is mostly one process at a time, so idle it takes
-about that plus ~20 s of job starts, ~3 min); the older setup (30 test samples, no
+156 s of CPU (user + sys), and in 4 min 25 s at load 2.5 rising to 7, 141 s of CPU (the
+study is mostly one process at a time, so idle it takes about its CPU time plus ~20 s of
+job starts, ~3 min); the older setup (30 test samples, no
 validation samples) took 2 min 55 s at load ~2 with 138 s CPU. Under load 7: train 133 s,
 predict 123 s (16 samples x 3 latent sources on 298 test + 128 validation projections),
 flow 42 s, mock 32 s, figures 27 s, maps 16 s, parity 16 s, evaluate 5 s, sample 4 s.
