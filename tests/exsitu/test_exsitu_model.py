@@ -136,3 +136,59 @@ def test_acceptance_flags_follow_the_numbers() -> None:
     no_flow = report(0.05, 0.05, 0.12, 0.9, 0.7)
     del no_flow["errors"]["flow"], no_flow["flow"]
     assert acceptance(no_flow)["pass_flow_beats_prior"] is False
+
+
+def test_the_aleatoric_noise_fitted_on_one_set_calibrates_another() -> None:
+    # decoder samples with no spread; truths scattered by 0.08 around them (with 100
+    # samples the fitted sigma is the scatter; with few, larger: the quantiles of few
+    # noisy samples are narrower)
+    rng = np.random.default_rng(3)
+    pred = rng.uniform(0.2, 0.8, (60, 1, 8, 8)).repeat(100, axis=1).astype(np.float32)
+    masks = rng.random((60, 8, 8)) > 0.1
+    val_true = pred[:, 0] + rng.normal(0, 0.08, (60, 8, 8))
+    test_true = pred[:, 0] + rng.normal(0, 0.08, (60, 8, 8))
+    sigma = an.fit_noise(pred, val_true, masks, seed=1)
+    assert sigma == pytest.approx(0.08, rel=0.1)
+    log_sigma = np.zeros((60, 8, 8))
+    bare = an.coverage(an.summarise(pred, log_sigma, masks), test_true, masks)
+    assert bare["coverage68"] < 0.05  # the samples alone: no interval at all
+    s = an.summarise(pred, log_sigma, masks, noise_sigma=sigma, seed=2)
+    cov = an.coverage(s, test_true, masks)
+    assert abs(cov["coverage68"] - 0.68) < 0.03 and abs(cov["coverage95"] - 0.95) < 0.03
+    np.testing.assert_allclose(s["mean"], pred.mean(axis=1))  # the point prediction is kept
+    # samples already wide enough: no noise
+    wide = pred + rng.normal(0, 0.3, pred.shape).astype(np.float32)
+    assert an.fit_noise(wide, val_true, masks, seed=1) == 0.0
+
+
+def test_the_grid_keeps_the_point_with_the_lowest_validation_error(tmp_path) -> None:
+    import json
+
+    from galforge.exsitu.settings import CVAESettings, GridSettings, grid_points
+    from galforge.exsitu.steps import select_model
+    from galforge.io import InputError
+
+    pts = grid_points(GridSettings(latent_dims=(5, 10), betas=(7e-5,)), CVAESettings())
+    assert pts == {"z5_beta7e-05": (5, 7e-5), "z10_beta7e-05": (10, 7e-5)}
+    assert list(grid_points(GridSettings(), CVAESettings())) == ["z10_beta7e-05"]
+    files = {}
+    # z5: best at its checkpoint epoch 2 (restored); z10: lower at epoch 1, higher at its
+    # checkpoint (the last epoch, 2): z5 is kept
+    for name, mse, ckpt in (("z5_beta7e-05", (0.9, 0.2), 2), ("z10_beta7e-05", (0.1, 0.3), 2)):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "m.csv").write_text("epoch,val_mse,val_kl\n" + "".join(
+            f"{e},{v},1.0\n" for e, v in enumerate(mse, 1)))
+        (d / "s.json").write_text(json.dumps({"checkpoint_epoch": ckpt}))
+        (d / "c.pt").write_text(name)
+        files[name] = d
+    names = list(files)
+    kept = select_model(names, [files[n] / "c.pt" for n in names],
+                        [files[n] / "m.csv" for n in names], [files[n] / "s.json" for n in names],
+                        tmp_path / "cvae.pt", tmp_path / "m.csv", tmp_path / "s.json",
+                        tmp_path / "sel.json")
+    assert kept == "z5_beta7e-05" and (tmp_path / "cvae.pt").read_text() == kept
+    sel = json.loads((tmp_path / "sel.json").read_text())
+    assert [p["val_mse"] for p in sel["points"]] == [0.2, 0.3]
+    with pytest.raises(InputError, match="grid points"):
+        select_model(names[:1], [], [], [], *(tmp_path / f for f in "abcd"))

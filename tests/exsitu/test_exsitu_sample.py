@@ -155,3 +155,59 @@ def test_train_predict_evaluate_steps_on_the_tiny_mock(tiny, tmp_path) -> None:
                            truth_in=tmp_path / "truth.json")
     assert {p.stem for p in written} == {*FIGURES, "truth_recovery"}
     assert all(p.stat().st_size > 1000 for p in written)
+
+
+def test_the_web_api_route_selects_and_maps_as_the_local_copy(tiny, tmp_path) -> None:
+    """The API route's plumbing, its answers served from the mock's files."""
+    root, s = tiny
+    base = root / "output"
+
+    class Client:
+        def __init__(self, tng: LocalTNG) -> None:
+            self.tng = tng
+
+        def get_json(self, path: str) -> dict:
+            return {"hubble": self.tng.h} if "snapshots" not in path else \
+                {"redshift": 1 / self.tng.a - 1}
+
+        def url(self, path: str) -> str:
+            return path
+
+    class Api:  # what ApiTNG answers, from the mock's files
+        def __init__(self, snap: int) -> None:
+            self.tng, self.sim, self.snap = LocalTNG(base, snap), "TNG100-1", snap
+            self.client = Client(self.tng)
+
+        def groupcat_field(self, group: str, field: str):
+            assert group == "Subhalo"
+            return self.tng.subhalos([field])[field]
+
+        def stellar_assembly(self, kind: str):
+            from galforge.archives.tng_layout import stellar_assembly_path
+            return stellar_assembly_path(base, self.snap, kind)
+
+        def iter_galaxies(self, ids, fields):
+            assert fields == steps.MAP_FIELDS
+            return self.tng.iter_galaxies(ids, fields)
+
+    local = sp.select(base, s.sample)
+    via_api = sp.select(None, s.sample, catalog=lambda snap: sp.api_catalog(Api(snap)))
+    pd_testing = pytest.importorskip("pandas.testing")
+    pd_testing.assert_frame_equal(local, via_api)
+    steps.sample(None, tmp_path / "s.parquet", tmp_path / "s.json", settings=s.sample,
+                 split=s.split, seed=42, api=Api)
+    steps.make_maps(None, tmp_path / "s.parquet", tmp_path / "api.h5", tmp_path / "a.json",
+                    settings=s.maps, progress=False, api=Api)
+    steps.make_maps(base, tmp_path / "s.parquet", tmp_path / "local.h5", tmp_path / "l.json",
+                    settings=s.maps, progress=False)
+    np.testing.assert_array_equal(read_maps(tmp_path / "api.h5").maps,
+                                  read_maps(tmp_path / "local.h5").maps)
+
+    class NoRecord(Client):
+        def get_json(self, path: str) -> dict:
+            return {}
+
+    bad = Api(99)
+    bad.client = NoRecord(bad.tng)
+    with pytest.raises(InputError, match="hubble"):
+        sp.api_catalog(bad)

@@ -9,19 +9,35 @@
 # (values, not functions: the configuration is fixed when the workflow is read)
 
 _EXSITU_MOCK = config["source"] == "mock"
-#: The TNG copy the study reads: the study's own mock, or tng.base_path (local route).
+#: The TNG copy the study reads: the study's own mock, tng.base_path (local route), or none
+#: (the web-API route: source = archive, tng.base_path null; TNG_API_KEY at run time).
 EXSITU_BASE = res("exsitu", "mock/TNG100-1/output") if _EXSITU_MOCK else config["tng"]["base_path"]
+_EXSITU_API = not EXSITU_BASE
+#: --base-path of the sample and maps rules (empty on the API route).
+EXSITU_BASE_ARG = f"--base-path {EXSITU_BASE}" if EXSITU_BASE else ""
 #: The mock's truth (links one galaxy across snapshots; mock runs only).
 EXSITU_TRUTH = {"truth": res("exsitu", "mock/TNG100-1/truth.hdf5")} if _EXSITU_MOCK else {}
-if study_enabled("exsitu") and not EXSITU_BASE:
-    raise WorkflowError("exsitu: source = archive needs tng.base_path (a local TNG copy); "
-                        "the web-API route is not wired into this study yet")
+#: The API route's download shards (subhalo id mod tng.n_shards): their manifests.
+EXSITU_FETCHED = (
+    {"fetched": expand(res("exsitu", "fetch/shard_{shard}.json"), shard=range(config["tng"]["n_shards"]))}
+    if _EXSITU_API
+    else {}
+)
+#: The tng section travels with the rules that read TNG on the API route.
+EXSITU_TNG = {"tng": config["tng"]} if _EXSITU_API else {}
+EXSITU_SAMPLE_CONFIG = json.dumps(
+    {**json.loads(cli_config("exsitu", "sample", "split")), **EXSITU_TNG}, sort_keys=True, separators=(",", ":")
+)
+EXSITU_MAPS_CONFIG = json.dumps(
+    {**json.loads(cli_config("exsitu", "maps")), **EXSITU_TNG}, sort_keys=True, separators=(",", ":")
+)
 
 STUDY_TARGETS["exsitu"] = [
     res("exsitu", "sample.parquet"),
     res("exsitu", "maps.h5"),
     res("exsitu", "tables/errors.csv"),
     res("exsitu", "tables/truth_recovery.json"),
+    res("exsitu", "tables/parity.csv"),
     res("exsitu", "figures/fig2_examples.png"),
 ]
 
@@ -53,8 +69,8 @@ rule exsitu_sample:
         sample=res("exsitu", "sample.parquet"),
         report=res("exsitu", "sample_report.json"),
     params:
-        config=cli_config("exsitu", "sample", "split"),
-        base=lambda w, input: input.get("base", EXSITU_BASE),
+        config=EXSITU_SAMPLE_CONFIG,
+        base=EXSITU_BASE_ARG,
         truth=lambda w, input: f"--truth {input.truth}" if "truth" in input.keys() else "",
     log:
         logfile("exsitu", "sample"),
@@ -63,20 +79,44 @@ rule exsitu_sample:
     conda:
         "../../envs/exsitu.yaml"
     shell:
-        "galforge exsitu-sample --config {params.config:q} --base-path {params.base:q}"
+        "galforge exsitu-sample --config {params.config:q} {params.base}"
         " {params.truth} --out {output.sample:q} --report {output.report:q} > {log:q} 2>&1"
+
+
+if _EXSITU_API:
+
+    # The web-API route: the sample's cutouts, one download job per shard (cached).
+    rule exsitu_fetch:
+        input:
+            res("exsitu", "sample.parquet"),
+        output:
+            res("exsitu", "fetch/shard_{shard}.json"),
+        params:
+            config=EXSITU_MAPS_CONFIG,
+        wildcard_constraints:
+            shard="[0-9]+",
+        log:
+            logfile("exsitu", "fetch_{shard}"),
+        benchmark:
+            benchfile("exsitu", "fetch_{shard}")
+        conda:
+            "../../envs/exsitu.yaml"
+        shell:
+            "galforge exsitu-fetch --config {params.config:q} --sample {input:q}"
+            " --shard {wildcards.shard} --out {output:q} > {log:q} 2>&1"
 
 
 rule exsitu_maps:
     input:
         sample=res("exsitu", "sample.parquet"),
         **({"base": EXSITU_BASE} if _EXSITU_MOCK else {}),
+        **EXSITU_FETCHED,
     output:
         maps=res("exsitu", "maps.h5"),
         report=res("exsitu", "maps_report.json"),
     params:
-        config=cli_config("exsitu", "maps"),
-        base=lambda w, input: input.get("base", EXSITU_BASE),
+        config=EXSITU_MAPS_CONFIG,
+        base=EXSITU_BASE_ARG,
     threads: 1
     resources:
         mem_mb=4000,
@@ -87,9 +127,20 @@ rule exsitu_maps:
     conda:
         "../../envs/exsitu.yaml"
     shell:
-        "galforge exsitu-maps --config {params.config:q} --no-progress --base-path {params.base:q}"
+        "galforge exsitu-maps --config {params.config:q} --no-progress {params.base}"
         " --sample {input.sample:q} --out {output.maps:q} --report {output.report:q}"
         " > {log:q} 2>&1"
+
+
+#: The CVAE grid (latent size x beta): one point (demo) trains model/cvae.pt itself; more
+#: (the paper preset) train model/grid/<point>/ as parallel GPU jobs and exsitu_select keeps
+#: the best by validation error.
+from galforge.exsitu.settings import CVAESettings, GridSettings, grid_points, with_point
+
+EXSITU_GRID = grid_points(GridSettings.from_dict(config["exsitu"]["grid"]),
+                          CVAESettings.from_dict(config["exsitu"]["model"]))
+_EXSITU_ONE_POINT = len(EXSITU_GRID) == 1
+EXSITU_TRAIN_DIR = res("exsitu", "model") if _EXSITU_ONE_POINT else res("exsitu", "model/grid/{point}")
 
 
 # One thread: on a CPU-only machine the training jobs share the cores.
@@ -97,25 +148,57 @@ rule exsitu_train:
     input:
         res("exsitu", "maps.h5"),
     output:
-        model=res("exsitu", "model/cvae.pt"),
-        metrics=res("exsitu", "model/cvae_metrics.csv"),
-        summary=res("exsitu", "model/cvae_summary.json"),
+        model=f"{EXSITU_TRAIN_DIR}/cvae.pt",
+        metrics=f"{EXSITU_TRAIN_DIR}/cvae_metrics.csv",
+        summary=f"{EXSITU_TRAIN_DIR}/cvae_summary.json",
     params:
-        config=cli_config("exsitu", "model", "train"),
-        workdir=res("exsitu", "model/work"),
+        # the grid point's latent size and beta replace exsitu.model's
+        config=lambda w: with_point(cli_config("exsitu", "model", "train"), EXSITU_GRID.get(w.get("point"))),
+        workdir=f"{EXSITU_TRAIN_DIR}/work",
+    wildcard_constraints:
+        point="z[0-9]+_beta[-+.0-9e]+",
     threads: 1
     resources:
         gpu=1,
     log:
-        logfile("exsitu", "train"),
+        logfile("exsitu", "train" if _EXSITU_ONE_POINT else "train_{point}"),
     benchmark:
-        benchfile("exsitu", "train")
+        benchfile("exsitu", "train" if _EXSITU_ONE_POINT else "train_{point}")
     conda:
         "../../envs/exsitu.yaml"
     shell:
         "galforge exsitu-train --config {params.config:q} --no-progress --threads {threads}"
         " --maps {input:q} --model {output.model:q} --metrics {output.metrics:q}"
         " --summary {output.summary:q} --workdir {params.workdir:q} > {log:q} 2>&1"
+
+
+if not _EXSITU_ONE_POINT:
+
+    rule exsitu_select:
+        input:
+            models=expand(res("exsitu", "model/grid/{point}/cvae.pt"), point=EXSITU_GRID),
+            metrics=expand(res("exsitu", "model/grid/{point}/cvae_metrics.csv"), point=EXSITU_GRID),
+            summaries=expand(res("exsitu", "model/grid/{point}/cvae_summary.json"), point=EXSITU_GRID),
+        output:
+            model=res("exsitu", "model/cvae.pt"),
+            metrics=res("exsitu", "model/cvae_metrics.csv"),
+            summary=res("exsitu", "model/cvae_summary.json"),
+            selection=res("exsitu", "tables/grid_selection.json"),
+        params:
+            config=cli_config("exsitu"),
+            points=list(EXSITU_GRID),
+        log:
+            logfile("exsitu", "select"),
+        benchmark:
+            benchfile("exsitu", "select")
+        conda:
+            "../../envs/exsitu.yaml"
+        shell:
+            "galforge exsitu-select --config {params.config:q} --points {params.points}"
+            " --models {input.models:q} --metrics {input.metrics:q}"
+            " --summaries {input.summaries:q} --model {output.model:q}"
+            " --out-metrics {output.metrics:q} --summary {output.summary:q}"
+            " --selection {output.selection:q} > {log:q} 2>&1"
 
 
 rule exsitu_train_flow:
@@ -189,6 +272,35 @@ rule exsitu_evaluate:
         " --predictions {input.predictions:q} --table {output.table:q}"
         " --table-md {output.table_md:q} --report {output.report:q}"
         " --truth-recovery {output.truth:q} > {log:q} 2>&1"
+
+
+# The paper's headline numbers beside ours: a table in the report (its HTML copy).
+rule exsitu_parity:
+    input:
+        evaluation=res("exsitu", "tables/evaluation.json"),
+        truth=res("exsitu", "tables/truth_recovery.json"),
+        sample=res("exsitu", "sample_report.json"),
+    output:
+        csv=res("exsitu", "tables/parity.csv"),
+        md=res("exsitu", "tables/parity.md"),
+        html=report(
+            res("exsitu", "tables/parity.html"),
+            caption="../report/exsitu_parity.rst",
+            category="Exsitu",
+            labels={"figure": "Paper vs ours (table)"},
+        ),
+    params:
+        config=cli_config("exsitu"),
+    log:
+        logfile("exsitu", "parity"),
+    benchmark:
+        benchfile("exsitu", "parity")
+    conda:
+        "../../envs/exsitu.yaml"
+    shell:
+        "galforge exsitu-parity --config {params.config:q} --evaluation {input.evaluation:q}"
+        " --truth-report {input.truth:q} --sample-report {input.sample:q}"
+        " --out {output.csv:q} --out-md {output.md:q} --out-html {output.html:q} > {log:q} 2>&1"
 
 
 rule exsitu_figures:

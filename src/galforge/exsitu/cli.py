@@ -22,23 +22,43 @@ def _mock(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     steps.mock(args.out, _settings(cfg).mock, seed=cfg["seed"], snapshots=_snapshots(cfg))
 
 
-def _base_path(args: argparse.Namespace, cfg: dict[str, Any]) -> str:
-    base = args.base_path or cfg.get("tng", {}).get("base_path")
-    if not base:
+def _route(args: argparse.Namespace, cfg: dict[str, Any]) -> tuple[str | None, Any]:
+    """(base path, None) for a local TNG copy (--base-path or tng.base_path), else
+    (None, the web-API route) when the configuration has a tng section."""
+    base = getattr(args, "base_path", None) or cfg.get("tng", {}).get("base_path")
+    if base:
+        return base, None
+    if not cfg.get("tng"):
         from galforge.io import InputError
-        raise InputError("no TNG copy: pass --base-path or set tng.base_path")
-    return base
+        raise InputError("no TNG copy: pass --base-path, set tng.base_path, or pass the tng "
+                         "section (its web API) in --config")
+    return None, steps.api_route(cfg["tng"], cfg["cache_dir"])
 
 
 def _sample(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     s = _settings(cfg)
-    steps.sample(_base_path(args, cfg), args.out, args.report, settings=s.sample,
-                 split=s.split, seed=cfg["seed"], truth=args.truth)
+    base, api = _route(args, cfg)
+    steps.sample(base, args.out, args.report, settings=s.sample, split=s.split,
+                 seed=cfg["seed"], truth=args.truth, api=api)
+
+
+def _fetch(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    from galforge.io import InputError
+
+    _, api = _route(args, cfg)
+    if api is None:
+        raise InputError("exsitu-fetch is the web-API route: tng.base_path must be null")
+    try:
+        shard = int(args.shard)
+    except ValueError:
+        raise InputError(f"--shard {args.shard!r} is not an integer") from None
+    steps.fetch(args.sample, args.out, api=api, n_shards=cfg["tng"]["n_shards"], shard=shard)
 
 
 def _maps(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
-    steps.make_maps(_base_path(args, cfg), args.sample, args.out, args.report,
-                    settings=_settings(cfg).maps, progress=not args.no_progress)
+    base, api = _route(args, cfg)
+    steps.make_maps(base, args.sample, args.out, args.report, settings=_settings(cfg).maps,
+                    progress=not args.no_progress, api=api)
 
 
 def _train(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
@@ -46,6 +66,11 @@ def _train(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     steps.train(args.maps, args.model, args.metrics, args.summary, args.workdir, model=s.model,
                 train_settings=s.train, seed=cfg["seed"], run_config=cfg,
                 progress=not args.no_progress)
+
+
+def _select(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    steps.select_model(args.points, args.models, args.metrics, args.summaries, args.model,
+                       args.out_metrics, args.summary, args.selection)
 
 
 def _train_flow(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
@@ -65,6 +90,16 @@ def _evaluate(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
                    truth_out=args.truth_recovery)
 
 
+def _parity(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    from galforge.exsitu.parity import TITLE, parity_from_files
+    from galforge.parity import write_parity
+
+    s = _settings(cfg).model
+    table = parity_from_files(args.evaluation, args.truth_report, args.sample_report,
+                              latent_dim=s.latent_dim, beta=s.beta, source=cfg["source"])
+    write_parity(table, args.out, args.out_md, args.out_html, title=TITLE)
+
+
 def _figures(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     from galforge.exsitu.figures import make_figures
     from galforge.provenance import Provenance
@@ -79,11 +114,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_command(sub, "exsitu-mock", _mock,
                 "write the mock TNG universe of the exsitu study (exsitu.mock, the run's seed, "
                 "exsitu.sample.snapshots)", {"out": "the simulation folder to create"})
-    common = {"base-path?": "a TNG copy's output/ folder (default: tng.base_path)"}
+    common = {"base-path?": "a TNG copy's output/ folder (default: tng.base_path; neither: "
+                            "the web API of the tng section)"}
     add_command(sub, "exsitu-sample", _sample,
                 "select the galaxies, their lines of sight and the galaxy-wise split",
                 {**common, "out": "sample table (Parquet)", "report": "summary JSON",
                  "truth?": "the mock's truth.hdf5 (links one galaxy across snapshots)"})
+    add_command(sub, "exsitu-fetch", _fetch,
+                "download the sample's cutouts of one shard through the TNG web API",
+                {"sample": "sample table (Parquet)", "shard": "the shard (id mod tng.n_shards)",
+                 "out": "manifest JSON"})
     add_command(sub, "exsitu-maps", _maps,
                 "the six preprocessed maps of every projection (chunked HDF5)",
                 {**common, "sample": "sample table (Parquet)", "out": "maps HDF5",
@@ -91,6 +131,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_command(sub, "exsitu-train", _train, "train the conditional VAE",
                 {"maps": "maps HDF5", "model": "output checkpoint", "metrics": "metrics CSV",
                  "summary": "summary JSON", "workdir": "work folder (resumable checkpoint)"})
+    add_command(sub, "exsitu-select", _select,
+                "keep the grid point (latent size x beta) with the lowest validation error",
+                {"points+": "grid point names, in the order of the files",
+                 "models+": "their CVAE checkpoints", "metrics+": "their metrics CSVs",
+                 "summaries+": "their summary JSONs", "model": "the kept checkpoint",
+                 "out-metrics": "its metrics CSV", "summary": "its summary JSON",
+                 "selection": "the table of every point (JSON)"})
     add_command(sub, "exsitu-train-flow", _train_flow,
                 "train the conditional MAF on the CVAE's training latents",
                 {"cvae": "CVAE checkpoint", "maps": "maps HDF5", "model": "output checkpoint",
@@ -106,6 +153,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                  "table": "errors CSV", "table-md": "errors Markdown",
                  "report": "evaluation JSON",
                  "truth-recovery?": "the planted-truth checks (JSON, pass_<check> flags)"})
+    from galforge.parity import PARITY_OUTPUTS
+
+    add_command(sub, "exsitu-parity", _parity,
+                "the paper's headline numbers beside ours (CSV, Markdown, HTML for the report)",
+                {"evaluation": "evaluation JSON", "truth-report": "truth_recovery.json",
+                 "sample-report": "the sample step's summary JSON", **PARITY_OUTPUTS})
     add_command(sub, "exsitu-figures", _figures,
                 "every figure of the study (PDF + PNG, provenance-stamped)",
                 {"maps": "maps HDF5", "predictions": "predictions HDF5",

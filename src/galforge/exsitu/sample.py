@@ -10,6 +10,10 @@
   projections, so a galaxy gets the largest allowed view count not above
   (its bin's aim) / (galaxies in the bin), at least the smallest allowed: rare f_ex get
   many views, common f_ex few.
+* Two routes to TNG (:class:`SnapshotCatalog`): a local copy (:func:`local_catalog`,
+  ``tng.base_path`` or the mock) or the web API (:func:`api_catalog`: the three
+  group-catalog fields and the StellarAssembly galaxies file of each snapshot, cached under
+  ``cache_dir``; h and the scale factor from the API's simulation and snapshot records).
 * Galaxy identity (:func:`galaxy_ids`): one galaxy seen at two snapshots is one galaxy;
   on the mock the truth file links them (``SubfindID_SSS``); without it each
   (snapshot, subhalo) is its own galaxy (the archive route does not link snapshots yet).
@@ -21,7 +25,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import h5py
 import numpy as np
@@ -32,15 +37,54 @@ from galforge.archives.tng_local import LocalTNG, _open
 from galforge.exsitu.settings import SampleSettings, SplitSettings
 from galforge.io import InputError
 
-__all__ = ["SPLITS", "balanced_views", "exsitu_fractions", "galaxy_ids", "select",
-           "split_galaxies"]
+__all__ = ["CATALOG_FIELDS", "SPLITS", "SnapshotCatalog", "api_catalog", "balanced_views",
+           "exsitu_fractions", "galaxy_ids", "local_catalog", "select", "split_galaxies"]
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 
 
 def exsitu_fractions(base_path: str | os.PathLike[str], snapshot: int) -> np.ndarray:
     """StellarMassExSitu / StellarMassTotal of every subhalo (NaN where Total = 0)."""
-    path = stellar_assembly_path(base_path, snapshot, "galaxies")
+    return _fractions(stellar_assembly_path(base_path, snapshot, "galaxies"))
+
+
+#: The group-catalog fields the selection reads.
+CATALOG_FIELDS: tuple[str, ...] = ("SubhaloMassType", "SubhaloHalfmassRadType", "SubhaloLenType")
+
+
+class SnapshotCatalog(NamedTuple):
+    """What the selection needs of one snapshot, from either route."""
+
+    subhalos: dict[str, np.ndarray]  #: :data:`CATALOG_FIELDS` of every subhalo
+    fex: np.ndarray  #: ex-situ fraction of every subhalo
+    h: float
+    a: float
+    fex_file: str  #: the StellarAssembly galaxies file (for messages)
+
+
+def local_catalog(base_path: str | os.PathLike[str], snapshot: int) -> SnapshotCatalog:
+    """The catalog of a local TNG copy (or of the mock)."""
+    tng = LocalTNG(base_path, snapshot)
+    return SnapshotCatalog(tng.subhalos(list(CATALOG_FIELDS)),
+                           exsitu_fractions(base_path, snapshot), tng.h, tng.a,
+                           str(stellar_assembly_path(base_path, snapshot, "galaxies")))
+
+
+def api_catalog(api: Any) -> SnapshotCatalog:
+    """The catalog of one snapshot through the web API (a
+    :class:`~galforge.archives.tng_fetch.ApiTNG`; downloads cached)."""
+    sim = api.client.get_json(f"{api.sim}/")
+    snap = api.client.get_json(f"{api.sim}/snapshots/{api.snap}/")
+    for rec, key in ((sim, "hubble"), (snap, "redshift")):
+        if not isinstance(rec, dict) or key not in rec:
+            raise InputError(f"{api.client.url(api.sim)}: the API's record has no {key!r}")
+    path = api.stellar_assembly("galaxies")
+    return SnapshotCatalog({f: api.groupcat_field("Subhalo", f) for f in CATALOG_FIELDS},
+                           _fractions(path), float(sim["hubble"]),
+                           1.0 / (1.0 + float(snap["redshift"])), str(path))
+
+
+def _fractions(path: str | os.PathLike[str]) -> np.ndarray:
     with _open(path, "stellar assembly galaxies catalog") as f:
         for k in ("StellarMassExSitu", "StellarMassTotal"):
             if k not in f:
@@ -51,18 +95,26 @@ def exsitu_fractions(base_path: str | os.PathLike[str], snapshot: int) -> np.nda
         return np.where(tot > 0, ex / tot, np.nan)
 
 
-def select(base_path: str | os.PathLike[str], s: SampleSettings) -> pd.DataFrame:
+def select(base_path: str | os.PathLike[str] | None, s: SampleSettings, *,
+           catalog: Callable[[int], SnapshotCatalog] | None = None) -> pd.DataFrame:
     """The galaxies of every snapshot passing the cuts (one row each, ascending M* order
-    within a snapshot reversed: the most massive first)."""
+    within a snapshot reversed: the most massive first). ``catalog(snapshot)``: the route
+    (default: the local copy at ``base_path``)."""
+    if catalog is None:
+        if base_path is None:
+            raise InputError("no TNG copy and no web-API route given")
+
+        def catalog(snap: int) -> SnapshotCatalog:
+            return local_catalog(base_path, snap)
+
     rows = []
     for snap in s.snapshots:
-        tng = LocalTNG(base_path, snap)
-        cat = tng.subhalos(["SubhaloMassType", "SubhaloHalfmassRadType", "SubhaloLenType"])
-        fex = exsitu_fractions(base_path, snap)
+        c = catalog(snap)
+        cat, fex = c.subhalos, c.fex
         if len(fex) != len(cat["SubhaloMassType"]):
-            raise InputError(f"{stellar_assembly_path(base_path, snap, 'galaxies')}: "
+            raise InputError(f"{c.fex_file}: "
                              f"{len(fex)} rows for {len(cat['SubhaloMassType'])} subhaloes")
-        mstar = cat["SubhaloMassType"][:, 4].astype(np.float64) * 1e10 / tng.h
+        mstar = cat["SubhaloMassType"][:, 4].astype(np.float64) * 1e10 / c.h
         with np.errstate(divide="ignore"):
             logm = np.log10(mstar)
         keep = (logm > s.log_mstar_min) & np.isfinite(fex) & (fex < s.fex_max) & \
@@ -74,7 +126,7 @@ def select(base_path: str | os.PathLike[str], s: SampleSettings) -> pd.DataFrame
         rows.append(pd.DataFrame({
             "snapshot": snap, "subhalo_id": idx.astype(np.int64), "log_mstar": logm[idx],
             "fex": fex[idx],
-            "r_half_kpc": cat["SubhaloHalfmassRadType"][idx, 4].astype(np.float64) * tng.a / tng.h,
+            "r_half_kpc": cat["SubhaloHalfmassRadType"][idx, 4].astype(np.float64) * c.a / c.h,
         }))
     out = pd.concat(rows, ignore_index=True)
     bad = out["r_half_kpc"] <= 0

@@ -17,8 +17,8 @@ from galforge.mock.tng.settings import MockTNGSettings
 from galforge.settings import ModelSettings, Settings, SettingsError
 from galforge.train.settings import TrainSettings
 
-__all__ = ["VIEW_COUNTS", "CVAESettings", "ExsituSettings", "FlowSettings", "MapSettings",
-           "PredictSettings",
+__all__ = ["VIEW_COUNTS", "CVAESettings", "ExsituSettings", "FlowSettings", "GridSettings",
+           "MapSettings", "PredictSettings", "grid_points", "point_name", "with_point",
            "SampleSettings", "SplitSettings"]
 
 #: Lines of sight a galaxy may have: vertex sets of regular polyhedra (see
@@ -141,6 +141,45 @@ class CVAESettings(ModelSettings):
 
 
 @dataclass(frozen=True)
+class GridSettings(Settings):
+    """The grid of latent sizes x KL weights the paper searched: one CVAE per point, trained
+    as parallel GPU jobs; the point with the lowest validation reconstruction error (masked
+    MSE at its best epoch) is kept. Null: exsitu.model's own value (one point, one job)."""
+
+    latent_dims: tuple[int, ...] | None = gs.numbers(
+        None, "Latent sizes of the grid (null: model.latent_dim).", integer=True, lo=1,
+        hi=512, min_length=1, increasing=True, optional=True)
+    betas: tuple[float, ...] | None = gs.numbers(
+        None, "KL weights of the grid (null: model.beta).", lo=0.0, min_length=1,
+        increasing=True, optional=True)
+
+
+def point_name(latent_dim: int, beta: float) -> str:
+    """The name of a grid point (its folder under ``model/grid/``), e.g. ``z10_beta7e-05``."""
+    return f"z{int(latent_dim)}_beta{float(beta):g}"
+
+
+def grid_points(grid: GridSettings, model: CVAESettings) -> dict[str, tuple[int, float]]:
+    """Name -> (latent size, beta) of every point of the grid, in grid order."""
+    dims = grid.latent_dims or (model.latent_dim,)
+    betas = grid.betas or (model.beta,)
+    return {point_name(d, b): (int(d), float(b)) for d in dims for b in betas}
+
+
+def with_point(config_json: str, point: tuple[int, float] | None) -> str:
+    """A rule's ``--config`` JSON with ``exsitu.model``'s latent size and beta replaced by a
+    grid point's (``None``: unchanged)."""
+    import json
+
+    if point is None:
+        return config_json
+    cfg = json.loads(config_json)
+    cfg["exsitu"]["model"] = {**cfg["exsitu"]["model"], "latent_dim": int(point[0]),
+                              "beta": float(point[1])}
+    return json.dumps(cfg, sort_keys=True, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
 class FlowSettings(Settings):
     """The conditional MAF on the latents (:class:`galforge.train.flows.ConditionalMAF`)."""
 
@@ -156,6 +195,13 @@ class PredictSettings(Settings):
     n_samples: int = gs.integer(100, "Maps sampled per projection and latent source (the "
                                 "paper's 100).", lo=2, hi=10000)
     batch_size: int = gs.integer(32, "Projections per forward pass.", lo=1, hi=4096)
+    aleatoric: bool = gs.flag(
+        True, "Add an aleatoric noise term to the sampled maps: Gaussian, one sigma per "
+        "latent source, fitted on the validation projections so that their 68 % intervals "
+        "hold 68 % of the true pixels (false: the decoder's samples alone).")
+    calibration_projections: int | None = gs.integer(
+        None, "Fit the noise on at most this many validation projections, evenly spaced "
+        "over the split (null = all).", lo=1, optional=True)
 
 
 @dataclass(frozen=True)
@@ -173,6 +219,7 @@ class ExsituSettings(Settings):
     maps: MapSettings = gs.section(MapSettings)
     split: SplitSettings = gs.section(SplitSettings)
     model: CVAESettings = gs.section(CVAESettings)
+    grid: GridSettings = gs.section(GridSettings)
     train: TrainSettings = gs.section(
         TrainSettings, "Training of the CVAE (the seed is the run's `seed`).",
         defaults={"epochs": 200, "batch_size": 64, "lr": 1e-3, "amp": True})

@@ -17,7 +17,8 @@ from galforge.exsitu.views import polyhedron_vertices
 from galforge.io import InputError, read_parquet, write_json, write_parquet
 from galforge.mock.tng.settings import MockTNGSettings
 
-__all__ = ["evaluate", "make_maps", "mock", "predict", "sample", "train", "train_flow"]
+__all__ = ["MAP_FIELDS", "api_route", "evaluate", "fetch", "make_maps", "mock", "predict", "sample", "select_model", "train",
+           "train_flow"]
 
 PathLike = str | os.PathLike[str]
 SAMPLE_COLUMNS = ("snapshot", "subhalo_id", "galaxy_id", "log_mstar", "fex", "r_half_kpc",
@@ -35,10 +36,32 @@ def mock(out: PathLike, settings: MockTNGSettings, *, seed: int,
     return {"n_galaxies": m.n_galaxies, "base_path": str(m.base_path)}
 
 
-def sample(base_path: PathLike, out: PathLike, report: PathLike, *, settings: SampleSettings,
-           split: SplitSettings, seed: int, truth: PathLike | None = None) -> pd.DataFrame:
-    """Select the galaxies, give each its views and its split; write the table (Parquet)."""
-    t = sp.select(base_path, settings)
+#: The star fields the maps read (the API route fetches exactly these).
+MAP_FIELDS = {"stars": ("Coordinates", "Velocities", "Masses", "GFM_StellarFormationTime",
+                        "GFM_Metallicity", "ParticleIDs", "Potential")}
+
+
+def api_route(tng: dict[str, Any], cache_dir: PathLike) -> Any:
+    """``snapshot -> ApiTNG``: the web-API route (``tng`` section; downloads cached under
+    ``cache_dir``)."""
+    from galforge.archives.tng import TNGClient
+    from galforge.archives.tng_fetch import ApiTNG
+
+    client = TNGClient(tng["api_url"])
+    return lambda snap: ApiTNG(client, tng["simulation"], int(snap), cache_dir,
+                               max_workers=tng["max_workers"])
+
+
+def sample(base_path: PathLike | None, out: PathLike, report: PathLike, *,
+           settings: SampleSettings, split: SplitSettings, seed: int,
+           truth: PathLike | None = None, api: Any = None) -> pd.DataFrame:
+    """Select the galaxies, give each its views and its split; write the table (Parquet).
+
+    ``api``: ``snapshot -> ApiTNG`` (:func:`api_route`) reads TNG through the web API
+    instead of the local copy at ``base_path``.
+    """
+    t = sp.select(base_path, settings,
+                  catalog=None if api is None else (lambda snap: sp.api_catalog(api(snap))))
     if not len(t):
         raise InputError(f"{base_path}: no galaxy passes the cuts (log M* > "
                          f"{settings.log_mstar_min}, f_ex < {settings.fex_max})")
@@ -60,8 +83,8 @@ def sample(base_path: PathLike, out: PathLike, report: PathLike, *, settings: Sa
     return t
 
 
-def _projections(base_path: PathLike, t: pd.DataFrame, s: MapSettings, progress: bool
-                 ) -> Iterator[dict[str, Any]]:
+def _projections(base_path: PathLike | None, t: pd.DataFrame, s: MapSettings, progress: bool,
+                 api: Any = None) -> Iterator[dict[str, Any]]:
     from tqdm import tqdm
 
     from galforge.archives.tng_local import LocalTNG
@@ -69,10 +92,8 @@ def _projections(base_path: PathLike, t: pd.DataFrame, s: MapSettings, progress:
     bar = tqdm(total=len(t), desc="galaxies", disable=not progress, mininterval=2)
     for snap, rows in t.groupby("snapshot", sort=True):
         rows = rows.sort_values("subhalo_id")
-        tng = LocalTNG(base_path, int(snap))
-        fields = {"stars": ("Coordinates", "Velocities", "Masses", "GFM_StellarFormationTime",
-                            "GFM_Metallicity", "ParticleIDs", "Potential")}
-        for r, gal in zip(rows.itertuples(), tng.iter_galaxies(rows["subhalo_id"], fields),
+        tng = LocalTNG(base_path, int(snap)) if api is None else api(int(snap))
+        for r, gal in zip(rows.itertuples(), tng.iter_galaxies(rows["subhalo_id"], MAP_FIELDS),
                           strict=True):
             p = mp.particles_of(gal, s.systemic_fraction)
             raw, count = mp.raw_maps(p, polyhedron_vertices(int(r.n_views)),
@@ -88,12 +109,29 @@ def _projections(base_path: PathLike, t: pd.DataFrame, s: MapSettings, progress:
     bar.close()
 
 
-def make_maps(base_path: PathLike, sample_in: PathLike, out: PathLike, report: PathLike, *,
-              settings: MapSettings, progress: bool = True) -> int:
-    """The six preprocessed maps of every projection of the sample, in one chunked HDF5."""
+def fetch(sample_in: PathLike, out: PathLike, *, api: Any, n_shards: int, shard: int
+          ) -> int:
+    """Download (API route) the cutouts of the sample's subhaloes of one shard (id mod
+    ``n_shards``) at every snapshot into the cache; write their manifest (JSON)."""
+    t = read_parquet(sample_in, "exsitu sample", SAMPLE_COLUMNS)
+    files = {}
+    for snap, rows in t.groupby("snapshot", sort=True):
+        paths = api(int(snap)).fetch_shard(rows["subhalo_id"], n_shards, shard, MAP_FIELDS)
+        files[str(snap)] = [str(p) for p in paths]
+    write_json({"shard": shard, "n_shards": n_shards, "files": files}, out)
+    n = sum(map(len, files.values()))
+    print(f"shard {shard}/{n_shards}: {n} cutouts")
+    return n
+
+
+def make_maps(base_path: PathLike | None, sample_in: PathLike, out: PathLike,
+              report: PathLike, *, settings: MapSettings, progress: bool = True,
+              api: Any = None) -> int:
+    """The six preprocessed maps of every projection of the sample, in one chunked HDF5
+    (``api``: the web-API route, :func:`api_route`; its cutouts cached by :func:`fetch`)."""
     t = read_parquet(sample_in, "exsitu sample", SAMPLE_COLUMNS)
     t0 = time.perf_counter()
-    n = mp.write_maps(out, _projections(base_path, t, settings, progress), settings.npix,
+    n = mp.write_maps(out, _projections(base_path, t, settings, progress, api), settings.npix,
                       settings, {"settings": str(settings.to_dict()),
                                  "preprocessed": "before storage: empty pixels, clipping, "
                                  "smoothing, fill + mask; scaling: at training"})
@@ -117,6 +155,42 @@ def train(maps_in: PathLike, model_out: PathLike, metrics_out: PathLike, summary
     return summary
 
 
+def select_model(points: list[str], models: list[PathLike], metrics: list[PathLike],
+                 summaries: list[PathLike], model_out: PathLike, metrics_out: PathLike,
+                 summary_out: PathLike, selection_out: PathLike) -> str:
+    """Keep the grid point with the lowest validation reconstruction error (the masked MSE
+    of its checkpoint's epoch: the best epoch's when the best weights are restored, else the
+    last's); copy its checkpoint, metrics and summary; write the table of every point."""
+    import json
+    import shutil
+
+    from galforge.io import atomic_path
+
+    if not len(points) == len(models) == len(metrics) == len(summaries) or not points:
+        raise InputError(f"{len(points)} grid points for {len(models)} models, "
+                         f"{len(metrics)} metrics files and {len(summaries)} summaries")
+    rows = []
+    for name, met, summ in zip(points, metrics, summaries, strict=True):
+        s = json.loads(open(summ).read())
+        table = pd.read_csv(met)
+        if "val_mse" not in table or not len(table):
+            raise InputError(f"{met}: no val_mse column (not a CVAE metrics file)")
+        epoch = s.get("checkpoint_epoch", int(table["epoch"].iloc[-1]))
+        row = table.loc[table["epoch"] == epoch]
+        rows.append({"point": name, "val_mse": float(row["val_mse"].iloc[0]),
+                     "val_kl": float(row["val_kl"].iloc[0]), "epoch": int(epoch)})
+    best = min(range(len(rows)), key=lambda i: rows[i]["val_mse"])
+    for src, dst in ((models[best], model_out), (metrics[best], metrics_out),
+                     (summaries[best], summary_out)):
+        with atomic_path(dst) as tmp:
+            shutil.copyfile(src, tmp)
+    write_json({"selected": rows[best]["point"], "criterion": "lowest validation masked MSE",
+                "points": rows}, selection_out)
+    print(f"kept {rows[best]['point']} (validation MSE {rows[best]['val_mse']:.5g}) of "
+          f"{len(rows)} grid points")
+    return rows[best]["point"]
+
+
 def train_flow(cvae_in: PathLike, maps_in: PathLike, model_out: PathLike,
                metrics_out: PathLike, summary_out: PathLike, workdir: PathLike, *, flow: Any,
                train_settings: Any, seed: int, progress: bool = True) -> dict[str, Any]:
@@ -134,30 +208,52 @@ SOURCES: tuple[str, ...] = ("encoder", "flow", "prior")
 
 
 def predict(model_in: PathLike, maps_in: PathLike, out: PathLike, *, settings: Any,
-            seed: int, flow_in: PathLike | None = None, split: str = "test") -> int:
-    """S sampled maps per ``split`` projection from each latent source, summarised."""
-    from galforge.exsitu.analysis import summarise, write_predictions
+            seed: int, flow_in: PathLike | None = None, split: str = "test",
+            calibrate_on: str = "val") -> int:
+    """S sampled maps per ``split`` projection from each latent source, summarised.
+
+    With ``settings.aleatoric`` each source's noise sigma is first fitted on the
+    ``calibrate_on`` projections (:func:`galforge.exsitu.analysis.fit_noise`).
+    """
+    from galforge.exsitu.analysis import fit_noise, summarise, write_predictions
     from galforge.exsitu.training import predict as sample_maps
     from galforge.train import load_for_inference
 
     model, meta = load_for_inference(model_in)
     m = mp.read_maps(maps_in)
     rows = np.flatnonzero(m.meta["split"] == split)
+    cal = np.flatnonzero(m.meta["split"] == calibrate_on)
+    most = settings.calibration_projections
+    if most is not None and len(cal) > most:
+        cal = cal[np.linspace(0, len(cal) - 1, most).round().astype(int)]
     if not len(rows):
         raise InputError(f"{maps_in}: no {split} projection")
-    maps, masks = m.maps[rows], m.masks[rows]
+    if settings.aleatoric and not len(cal):
+        raise InputError(f"{maps_in}: no {calibrate_on} projection to fit the noise on")
     sampler = None
     if flow_in is not None:
         from galforge.exsitu.flow import flow_sampler
         sampler = flow_sampler(flow_in)
     sources = [s for s in SOURCES if s != "flow" or sampler is not None]
-    out_s = {}
+
+    def draw(r: np.ndarray, k: int, src: str) -> np.ndarray:
+        return sample_maps(model, meta.normalization, m.maps[r], m.masks[r], source=src,
+                           n_samples=settings.n_samples, seed=seed + k,
+                           batch_size=settings.batch_size, latent_sampler=sampler)
+
+    out_s, noise = {}, {}
     for k, src in enumerate(sources):
-        samples = sample_maps(model, meta.normalization, maps, masks, source=src,
-                              n_samples=settings.n_samples, seed=seed + k,
-                              batch_size=settings.batch_size, latent_sampler=sampler)
-        out_s[src] = summarise(samples, maps[:, 0], masks)
-    write_predictions(out, rows, out_s, {"split": split, "n_samples": settings.n_samples})
+        noise[src] = 0.0
+        if settings.aleatoric:
+            noise[src] = fit_noise(draw(cal, 100 + k, src), m.maps[cal, 5], m.masks[cal],
+                                   seed=seed + k)
+            print(f"{src}: aleatoric sigma {noise[src]:.4f} (fitted on {len(cal)} "
+                  f"{calibrate_on} projections)")
+        out_s[src] = summarise(draw(rows, k, src), m.maps[rows, 0], m.masks[rows],
+                               noise_sigma=noise[src], seed=seed + 200 + k)
+    write_predictions(out, rows, out_s, {"split": split, "n_samples": settings.n_samples,
+                                         "calibrated_on": calibrate_on if settings.aleatoric
+                                         else "none"}, noise)
     print(f"{len(rows)} {split} projections x {settings.n_samples} samples from "
           f"{', '.join(sources)}")
     return len(rows)
@@ -176,7 +272,10 @@ def acceptance(report: dict[str, Any]) -> dict[str, Any]:
     rho, cov = report[src]["fex_int_spearman"], report[src]["coverage68"]
     return {
         "source": src, "error": e, "baseline_error": base, "prior_error": prior,
-        "fex_int_spearman": rho, "coverage68": cov, "thresholds": ACCEPT,
+        "fex_int_spearman": rho, "coverage68": cov,
+        "coverage95": report[src].get("coverage95"),
+        "aleatoric_sigma": report.get("aleatoric_sigma", {}).get(src, 0.0),
+        "thresholds": ACCEPT,
         "pass_error": bool(e <= ACCEPT["max_error"]),
         "pass_beats_baseline": bool(e < base),
         "pass_flow_beats_prior": bool(src == "flow" and e < prior),
@@ -202,7 +301,8 @@ def evaluate(maps_in: PathLike, predictions_in: PathLike, table_out: PathLike,
     table["baseline"] = an.pixel_errors(base, true, masks)
     fint_true = an.integrated(true, m.maps[rows, 0], masks)
     report: dict[str, Any] = {"errors": table, "baseline_profile": profile.tolist(),
-                              "n_test": len(rows)}
+                              "n_test": len(rows),
+                              "aleatoric_sigma": an.read_noise(predictions_in)}
     from scipy.stats import spearmanr
     for src, p in preds.items():
         cov = an.coverage(p, true, masks)

@@ -83,6 +83,8 @@ def train_cvae(maps_path: str | Path, out_model: str | Path, out_metrics: str | 
             shutil.copyfile(src, tmp)
     return {"n_train": len(tr), "n_val": len(va), "epochs": res.epochs_completed,
             "best_val_loss": float(res.best_val_loss), "best_epoch": res.best_epoch,
+            "checkpoint_epoch": (res.best_epoch if ts.restore_best_weights and res.best_epoch
+                                 else res.epochs_completed),
             "device": str(res.device), "stop_reason": res.stop_reason}
 
 
