@@ -39,8 +39,7 @@ PAPER: dict[str, PaperValue] = {
                              f"{_REF}, abstract"),
     "integrated": PaperValue(
         "Integrated f_ex from the maps (Spearman ρ with the truth; scatter)",
-        "not reported here; ~5 % error from 2D IFS maps in the authors' earlier work",
-        "Angeloudi et al. 2023, MNRAS (ERGO-ML), abstract"),
+        "not reported (the paper judges the per-pixel maps)", f"{_REF}"),
     "latent_beta": PaperValue("Latent size and KL weight beta kept", "10, 7e-5",
                               f"{_REF}, model and training (kept from a grid)"),
     "projections": PaperValue("Balanced projections (all splits)", 24248,
