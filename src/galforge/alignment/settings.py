@@ -126,10 +126,17 @@ class GanModelSettings(ModelSettings):
     layers: int = gs.integer(3, "Message-passing layers of generator and critic.", lo=1, hi=32)
     gp_weight: float = gs.number(10.0, "Gradient-penalty weight lambda.", lo=0.0)
     n_critic: int = gs.integer(5, "Critic steps per generator step.", lo=1, hi=100)
+    critic_warmup: int = gs.integer(400, "Critic-only training steps before the generator "
+                                    "joins (galforge's choice: a random critic's gradient "
+                                    "is noise).", lo=0)
+    ema_decay: float = gs.number(0.99, "Generated catalogs use this moving average of the "
+                                 "generator's weights (per generator step; 0: the last "
+                                 "weights; galforge's choice).", lo=0.0, hi=1.0, hi_open=True)
 
     def model_kwargs(self) -> dict[str, Any]:
         return {"hidden": self.hidden, "layers": self.layers, "gp_weight": self.gp_weight,
-                "n_critic": self.n_critic}
+                "n_critic": self.n_critic, "critic_warmup": self.critic_warmup,
+                "ema_decay": self.ema_decay}
 
 
 @dataclass(frozen=True)
@@ -176,8 +183,8 @@ class AlignmentSettings(Settings):
     gan: GanModelSettings = gs.section(GanModelSettings)
     gan_train: TrainSettings = gs.section(
         TrainSettings, "Training of the graph WGAN-GP (the seed is the run's `seed`): Adam "
-        "at 1e-3, 64 graphs per batch as the paper.",
-        defaults={"lr": 1e-3, "batch_size": 64, "epochs": 60})
+        "at 1e-3 with betas (0, 0.95), 64 graphs per batch as the paper.",
+        defaults={"lr": 1e-3, "betas": (0.0, 0.95), "batch_size": 64, "epochs": 60})
     split: SplitSettings = gs.section(SplitSettings, "Train/validation split of the groups.",
                                       defaults={"val_fraction": 0.1})
     so3_benchmark: SO3BenchmarkSettings = gs.section(SO3BenchmarkSettings)
