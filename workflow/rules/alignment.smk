@@ -30,6 +30,9 @@ ALIGNMENT_TRUTH_REPORT_ARG = (
     f"--truth-report {res('alignment', 'tables/truth_recovery.json')}" if _ALIGNMENT_ON_MOCK else ""
 )
 
+#: Stems of the figures rule's outputs (galforge.alignment.figures.FIGURES).
+ALIGNMENT_FIGURES = ("wgp", "gan_losses", "so3_axes")
+
 STUDY_TARGETS["alignment"] = [
     res("alignment", "catalog.h5"),
     res("alignment", "tables/catalog.json"),
@@ -40,6 +43,8 @@ STUDY_TARGETS["alignment"] = [
     res("alignment", "generated/gan.h5"),
     res("alignment", "tables/so3_benchmark.json"),
     res("alignment", "tables/model_checks.json"),
+    *[res("alignment", f"figures/{stem}.{ext}") for stem in ALIGNMENT_FIGURES
+      for ext in ("png", "pdf")],
 ]
 
 
@@ -180,3 +185,47 @@ rule alignment_evaluate:
         "galforge alignment-evaluate --config {params.config:q} --no-progress"
         " --catalog {input.catalog:q} --gan {input.gan:q} --stats {input.stats:q}"
         " --so3 {input.so3:q} --out {output.checks:q} {params.truth} > {log:q} 2>&1"
+
+
+rule alignment_figures:
+    input:
+        wgp=res("alignment", "tables/wgp.csv"),
+        checks=res("alignment", "tables/model_checks.json"),
+        metrics=res("alignment", "model/gan_metrics.csv"),
+        so3=res("alignment", "tables/so3_benchmark.json"),
+        so3_samples=res("alignment", "model/so3_benchmark_samples.h5"),
+    output:
+        wgp=report(
+            res("alignment", "figures/wgp.png"),
+            caption="../report/alignment_wgp.rst",
+            category="Alignment",
+            labels={"figure": "w_g+ and w_gg: simulation vs GAN"},
+        ),
+        gan_losses=report(
+            res("alignment", "figures/gan_losses.png"),
+            caption="../report/alignment_gan_losses.rst",
+            category="Alignment",
+            labels={"figure": "Graph WGAN-GP training"},
+        ),
+        so3_axes=report(
+            res("alignment", "figures/so3_axes.png"),
+            caption="../report/alignment_so3_axes.rst",
+            category="Alignment",
+            labels={"figure": "SO(3) benchmark: canonical axes"},
+        ),
+        pdfs=expand(res("alignment", "figures/{stem}.pdf"), stem=ALIGNMENT_FIGURES),
+    params:
+        config=cli_config("alignment"),
+        outdir=lambda wildcards, output: Path(output.wgp).parent,
+    threads: 1
+    log:
+        logfile("alignment", "figures"),
+    benchmark:
+        benchfile("alignment", "figures")
+    conda:
+        "../../envs/alignment.yaml"
+    shell:
+        "galforge alignment-figures --config {params.config:q} --no-progress"
+        " --wgp {input.wgp:q} --checks {input.checks:q} --metrics {input.metrics:q}"
+        " --so3 {input.so3:q} --so3-samples {input.so3_samples:q}"
+        " --outdir {params.outdir:q} > {log:q} 2>&1"

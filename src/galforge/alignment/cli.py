@@ -46,6 +46,12 @@ def _evaluate(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
                    args.truth_report, settings=_settings(cfg).stats)
 
 
+def _figures(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    steps.figures(wgp=args.wgp, checks=args.checks, metrics=args.metrics,
+                  so3_report=args.so3, so3_samples=args.so3_samples, outdir=args.outdir,
+                  cfg=cfg)
+
+
 def register(sub: Any) -> None:
     """Add the alignment study's subcommands."""
     add_command(sub, "alignment-catalog", _catalog,
@@ -91,4 +97,14 @@ def register(sub: Any) -> None:
                     "so3": "input SO(3) benchmark report (JSON)",
                     "out": "output model checks (JSON)",
                     "truth-report?": "output planted-truth report (JSON; mock runs)",
+                })
+    add_command(sub, "alignment-figures", _figures,
+                "the study's figures (PDF + PNG, provenance-stamped): w_g+ and w_gg, the "
+                "GAN's losses, the SO(3) benchmark's canonical axes", {
+                    "wgp": "input w_gg and w_g+ table (CSV, alignment-stats)",
+                    "checks": "input model checks (JSON, alignment-evaluate)",
+                    "metrics": "input GAN training metrics (CSV)",
+                    "so3": "input SO(3) benchmark report (JSON)",
+                    "so3-samples": "input SO(3) benchmark samples (HDF5)",
+                    "outdir": "folder of the figures",
                 })

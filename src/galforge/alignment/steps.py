@@ -16,7 +16,7 @@ from galforge.alignment.settings import (
 )
 from galforge.io import InputError, atomic_path, write_json
 
-__all__ = ["catalog", "evaluate", "so3_benchmark", "stats", "train_gan"]
+__all__ = ["catalog", "evaluate", "figures", "so3_benchmark", "stats", "train_gan"]
 
 
 def catalog(base_path: str | Path, catalog_out: str | Path, report_out: str | Path, *,
@@ -216,3 +216,12 @@ def evaluate(catalog_in: str | Path, generated: dict[str, str | Path], stats_in:
                 report[f"pass_so3_{k[5:]}"] = v
         write_json(report, truth_out)
     return report
+
+
+def figures(*, wgp: str | Path, checks: str | Path, metrics: str | Path, so3_report: str | Path,
+            so3_samples: str | Path, outdir: str | Path, cfg: dict[str, Any]) -> list[Path]:
+    """The study's figures (PDF + PNG, stamped with the provenance of ``cfg``)."""
+    from galforge.alignment.figures import make_figures
+
+    return make_figures(wgp=wgp, checks=checks, metrics=metrics, so3_report=so3_report,
+                        so3_samples=so3_samples, outdir=outdir, cfg=cfg)
