@@ -54,3 +54,14 @@ def test_randomly_oriented_galaxies_fail_the_model_checks(demo):
     rand = model_checks(cols, attrs, random_catalog(cols, attrs, seed=5), s.stats)
     assert rand["pass_axis_ratios"] and not rand["pass_cos2_satellites"]
     assert not rand["pass"]
+    # a model's w_g+ is the mean over its draws (here the simulation's shapes twice and a
+    # random orientation)
+    r = random_catalog(cols, attrs, seed=6, draws=2)
+    mixed = own | {"e1_draws": np.stack([own["e1"], own["e1"], r["e1_draws"][1]]),
+                   "e2_draws": np.stack([own["e2"], own["e2"], r["e2_draws"][1]])}
+    m = model_checks(cols, attrs, mixed, s.stats)
+    assert m["wgp_model_draws"] == 3 and r["e1_draws"].shape == (2, len(r["e1"]))
+    sim, mod = np.array(m["wgp_simulation"]), np.array(m["wgp_model"])
+    scatter = np.array(m["wgp_model_draw_scatter"])
+    x = 3 * mod - 2 * sim  # the random draw's w_g+
+    np.testing.assert_allclose(scatter, np.sqrt(2) / 3 * np.abs(sim - x), rtol=1e-6, atol=1e-9)

@@ -43,6 +43,7 @@ def _catalog(seed=0):
         "group_m200": np.array([1e12, 1e12, 1e12, 1e11]),
         "pos": np.array([[0.2, 5, 5], [9.8, 5, 5], [0.2, 5.5, 5], [5, 5, 5]]),
         "star_axes_simple": frames, "star_q_simple": rng.uniform(0.5, 0.9, n),
+        "dm_axes_simple": Rotation.random(n, random_state=seed + 100).as_matrix(),
         "star_s_simple": rng.uniform(0.2, 0.4, n),
         "tidal_lambda": rng.normal(size=(n, 2, 3)),
         "tidal_axes": np.stack([np.stack([np.eye(3)] * 2)] * n),
@@ -54,9 +55,14 @@ def test_build_graphs_one_per_group_central_first():
     gs = build_graphs(cols, BOX, radius=1.0, clip=5.0)
     assert len(gs.graphs) == 2 and [g.num_nodes for g in gs.graphs] == [3, 1]
     g = gs.graphs[0]
-    assert gs.rows[0][0] == 0 and g.x.shape == (3, 4 + 6 + 1) and g.vec.shape == (3, 3 + 6)
-    # the satellite across the boundary is 0.4 h^-1 Mpc from its central, at -x
-    np.testing.assert_allclose(g.vec[1, :3].numpy(), [-0.4, 0, 0], atol=1e-6)
+    # vectors: the direction to the central, the DM major axis, the tidal axis at 2 scales
+    assert gs.rows[0][0] == 0 and g.x.shape == (3, 4 + 6 + 1) and g.vec.shape == (3, 3 * 4)
+    # the satellite across the boundary is 0.4 h^-1 Mpc from its central, at -x: its
+    # (axial, canonically signed) direction to the central is x; the central has none
+    np.testing.assert_allclose(g.vec[1, :3].numpy(), [1, 0, 0], atol=1e-6)
+    np.testing.assert_allclose(g.vec[0, :3].numpy(), [0, 0, 0])
+    np.testing.assert_allclose(np.linalg.norm(g.vec.numpy().reshape(3, 4, 3)[:, 1:], axis=2), 1,
+                               rtol=1e-6)
     assert g.edge_index.shape[1] == 6 and g.edge_attr.shape == (6, 4)
     assert gs.graphs[1].edge_index.shape[1] == 0
     np.testing.assert_allclose(g.y[:, 3].numpy(), cols["star_q_simple"][gs.rows[0]], rtol=1e-6)
@@ -136,10 +142,115 @@ def test_the_generator_joins_every_n_critic_th_step():
     gs = build_graphs(_catalog(3), BOX, radius=1.0, clip=5.0)
     b = next(iter(DataLoader(gs.graphs, batch_size=2)))
     m = GraphWGAN(b.x.shape[1], b.vec.shape[1], hidden=8, layers=1, n_critic=3)
+    assert _generator_steps(m, b, 6) == [False, False, True, False, False, True]
+    assert int(m.steps) == 6
+
+
+def _generator_steps(m, b, n):
+    """Whether each of ``n`` loss evaluations sends a gradient to the generator."""
     seen = []
-    for _ in range(6):
+    for _ in range(n):
         m.zero_grad()
         wgan_loss(m, b)[0].backward()
         seen.append(any(p.grad is not None and p.grad.abs().sum() > 0
                         for k, p in m.named_parameters() if k.startswith("gen")))
-    assert seen == [False, False, True, False, False, True] and int(m.steps) == 6
+    return seen
+
+
+def _rotated(b, rot):
+    """The batch with its vector features, edge vectors (and nothing else) rotated."""
+    r = b.clone()
+    n = r.vec.shape[0]
+    r.vec = (r.vec.reshape(n, -1, 3) @ rot.T).reshape(n, -1)
+    r.edge_attr = torch.cat([r.edge_attr[:, :3] @ rot.T, r.edge_attr[:, 3:]], dim=1)
+    return r
+
+
+def test_generator_and_critic_are_rotation_equivariant():
+    """Rotating every vector feature rotates the generated axes (same noise: the direction
+    noise rotated too) and leaves the critic's score of rotated targets unchanged; the box
+    axes carry no information."""
+    from torch_geometric.loader import DataLoader
+
+    gs = build_graphs(_catalog(4), BOX, radius=1.0, clip=5.0)
+    b = next(iter(DataLoader(gs.graphs, batch_size=2)))
+    torch.manual_seed(0)
+    m = GraphWGAN(b.x.shape[1], b.vec.shape[1], hidden=8, layers=1)
+    with torch.no_grad():  # a head away from zero (it starts at isotropic orientations)
+        m.gen_head.weight.normal_(0, 1.0)
+    rot = torch.tensor(Rotation.from_euler("zyx", [40, -70, 15], degrees=True).as_matrix(),
+                       dtype=torch.float32)
+    noise = torch.randn(b.x.shape[0], m.noise_dim)
+    rnoise = noise.clone()
+    rnoise[:, 32:35] = noise[:, 32:35] @ rot.T
+    out, rout = m.generate(b, noise), m.generate(_rotated(b, rot), rnoise)
+    torch.testing.assert_close(rout[:, :3], out[:, :3] @ rot.T, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(rout[:, 3:], out[:, 3:])
+    y = torch.cat([rout[:, :3], out[:, 3:]], dim=1)
+    torch.testing.assert_close(m.score(_rotated(b, rot), target_repr(y)),
+                               m.score(b, target_repr(out)), atol=1e-5, rtol=1e-5)
+    # and the critic does see the orientation relative to the vectors
+    assert not torch.allclose(m.score(b, target_repr(y)), m.score(b, target_repr(out)))
+
+
+def test_generator_starts_isotropic_with_the_training_marginals():
+    """At initialisation the generated major axes are isotropic whatever the features, and
+    q, s/q follow the quantile functions the model was given."""
+    from scipy.stats import ks_2samp
+    from torch_geometric.loader.dataloader import Collater
+
+    gs = build_graphs(_catalog(5), BOX, radius=1.0, clip=5.0)
+    graphs = gs.graphs * 500  # 2,000 nodes
+    b = Collater(graphs)(graphs)
+    rng = np.random.default_rng(1)
+    q_true, sq_true = rng.beta(5, 2, 5000), rng.uniform(0.3, 0.9, 5000)
+    levels = np.linspace(0, 1, 129)
+    torch.manual_seed(2)
+    m = GraphWGAN(b.x.shape[1], b.vec.shape[1], hidden=8, layers=1,
+                  q_quantiles=np.quantile(q_true, levels).tolist(),
+                  sq_quantiles=np.quantile(sq_true, levels).tolist())
+    with torch.no_grad():
+        out = m.generate(b).numpy()
+    assert ks_2samp(out[:, 3], q_true).pvalue > 0.01
+    assert ks_2samp(out[:, 4] / out[:, 3], sq_true).pvalue > 0.01
+    cos2 = (out[:, :3] @ np.array([0.0, 0.0, 1.0])) ** 2
+    assert abs(cos2.mean() - 1 / 3) < 0.03  # isotropic: <cos^2> = 1/3 (sigma ~0.007)
+    assert np.all(out[:, 4] <= out[:, 3] + 1e-6)
+
+
+def test_ema_weights_are_swapped_in_and_restored():
+    from torch_geometric.loader import DataLoader
+
+    gs = build_graphs(_catalog(6), BOX, radius=1.0, clip=5.0)
+    b = next(iter(DataLoader(gs.graphs, batch_size=2)))
+    m = GraphWGAN(b.x.shape[1], b.vec.shape[1], hidden=8, layers=1, ema_decay=0.5)
+    before = m.gen_head.bias.detach().clone()
+    with torch.no_grad():
+        m.gen_head.bias.add_(1.0)
+    m.update_ema()  # halfway to the new weights
+    with m.ema_weights():
+        torch.testing.assert_close(m.gen_head.bias, before + 0.5)
+    torch.testing.assert_close(m.gen_head.bias.detach(), before + 1.0)
+
+
+def test_critic_warmup_and_adam_betas():
+    """No generator gradient during the warm-up; the trainer's Adam gets the section's
+    betas (the paper's (0, 0.95)), the shared default stays torch's."""
+    from torch_geometric.loader import DataLoader
+
+    from galforge.alignment.settings import AlignmentSettings
+    from galforge.train.optim import make_optimizer
+    from galforge.train.settings import TrainSettings
+
+    gs = build_graphs(_catalog(7), BOX, radius=1.0, clip=5.0)
+    b = next(iter(DataLoader(gs.graphs, batch_size=2)))
+    m = GraphWGAN(b.x.shape[1], b.vec.shape[1], hidden=8, layers=1, n_critic=1,
+                  critic_warmup=2)
+    assert _generator_steps(m, b, 3) == [False, False, True]
+    assert TrainSettings().betas == (0.9, 0.999)
+    train = AlignmentSettings.from_dict({}).gan_train
+    assert train.betas == (0.0, 0.95)
+    opt = make_optimizer(m, TrainSettings.from_dict({**train.to_dict(), "betas": [0, 0.95]}))
+    assert opt.param_groups[0]["betas"] == (0.0, 0.95)
+    with pytest.raises(ValueError, match="betas"):
+        TrainSettings.from_dict({"betas": [0.9]})

@@ -75,6 +75,7 @@ def test_is_a_settings_section_with_every_field_documented():
 def test_defaults_are_unchanged():
     assert TrainSettings().to_dict() == {
         "epochs": 10, "batch_size": 64, "lr": 1e-3, "weight_decay": 0.0, "optimizer": "adam",
+        "betas": [0.9, 0.999],
         "scheduler": "none", "lr_min": 0.0, "plateau_factor": 0.5, "plateau_patience": 5,
         "gamma": 0.998, "gamma_every": 10, "gamma_slow_every": 120, "gamma_slow_below": 3e-6,
         "grad_clip": None, "checkpoint_every": 0, "early_stopping_patience": None,

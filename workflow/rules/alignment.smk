@@ -2,8 +2,9 @@
 # orientations from their place in the cosmic web. So far: the mock TNG universe (or a
 # local TNG copy, tng.base_path) -> the catalog (groups, shapes, tidal field, e1/e2) ->
 # the statistics (w_gg, w_g+ with MeasureIA, ED/EE, misalignments; the planted w_g+ check);
-# the catalog's FoF-group graphs -> the graph WGAN-GP -> a generated catalog; the SO(3)
-# diffusion model's synthetic benchmark.
+# the catalog's FoF-group graphs -> the graph WGAN-GP and the GNN-conditioned SO(3)
+# diffusion model -> generated catalogs and their checks; the SO(3) diffusion model's
+# synthetic benchmark; the figures.
 
 
 # ---------------------------------------------------------------- this run's paths
@@ -30,6 +31,9 @@ ALIGNMENT_TRUTH_REPORT_ARG = (
     f"--truth-report {res('alignment', 'tables/truth_recovery.json')}" if _ALIGNMENT_ON_MOCK else ""
 )
 
+#: Stems of the figures rule's outputs (galforge.alignment.figures.FIGURES).
+ALIGNMENT_FIGURES = ("wgp", "gan_losses", "so3_axes")
+
 STUDY_TARGETS["alignment"] = [
     res("alignment", "catalog.h5"),
     res("alignment", "tables/catalog.json"),
@@ -38,8 +42,11 @@ STUDY_TARGETS["alignment"] = [
     res("alignment", "tables/stats.json"),
     *ALIGNMENT_TRUTH_OUT.values(),
     res("alignment", "generated/gan.h5"),
+    res("alignment", "generated/diffusion.h5"),
     res("alignment", "tables/so3_benchmark.json"),
     res("alignment", "tables/model_checks.json"),
+    *[res("alignment", f"figures/{stem}.{ext}") for stem in ALIGNMENT_FIGURES
+      for ext in ("png", "pdf")],
 ]
 
 
@@ -137,6 +144,33 @@ rule alignment_train_gan:
         " --workdir {params.workdir:q} > {log:q} 2>&1"
 
 
+rule alignment_train_diffusion:
+    input:
+        res("alignment", "catalog.h5"),
+    output:
+        model=res("alignment", "model/diffusion.pt"),
+        metrics=res("alignment", "model/diffusion_metrics.csv"),
+        generated=res("alignment", "generated/diffusion.h5"),
+        summary=res("alignment", "model/diffusion.json"),
+    params:
+        config=cli_config("alignment", "graphs", "diffusion", "diffusion_train", "split"),
+        workdir=res("alignment", "work/diffusion"),
+    threads: 1
+    resources:
+        gpu=1,
+    log:
+        logfile("alignment", "train_diffusion"),
+    benchmark:
+        benchfile("alignment", "train_diffusion")
+    conda:
+        "../../envs/alignment.yaml"
+    shell:
+        "galforge alignment-train-diffusion --config {params.config:q} --no-progress"
+        " --threads {threads} --catalog {input:q} --model {output.model:q}"
+        " --metrics {output.metrics:q} --generated {output.generated:q}"
+        " --summary {output.summary:q} --workdir {params.workdir:q} > {log:q} 2>&1"
+
+
 rule alignment_so3_benchmark:
     output:
         report=res("alignment", "tables/so3_benchmark.json"),
@@ -161,6 +195,7 @@ rule alignment_evaluate:
     input:
         catalog=res("alignment", "catalog.h5"),
         gan=res("alignment", "generated/gan.h5"),
+        diffusion=res("alignment", "generated/diffusion.h5"),
         stats=res("alignment", "tables/stats.json"),
         so3=res("alignment", "tables/so3_benchmark.json"),
     output:
@@ -178,5 +213,50 @@ rule alignment_evaluate:
         "../../envs/alignment.yaml"
     shell:
         "galforge alignment-evaluate --config {params.config:q} --no-progress"
-        " --catalog {input.catalog:q} --gan {input.gan:q} --stats {input.stats:q}"
+        " --catalog {input.catalog:q} --gan {input.gan:q} --diffusion {input.diffusion:q}"
+        " --stats {input.stats:q}"
         " --so3 {input.so3:q} --out {output.checks:q} {params.truth} > {log:q} 2>&1"
+
+
+rule alignment_figures:
+    input:
+        wgp=res("alignment", "tables/wgp.csv"),
+        checks=res("alignment", "tables/model_checks.json"),
+        metrics=res("alignment", "model/gan_metrics.csv"),
+        so3=res("alignment", "tables/so3_benchmark.json"),
+        so3_samples=res("alignment", "model/so3_benchmark_samples.h5"),
+    output:
+        wgp=report(
+            res("alignment", "figures/wgp.png"),
+            caption="../report/alignment_wgp.rst",
+            category="Alignment",
+            labels={"figure": "w_g+ and w_gg: simulation vs GAN vs diffusion"},
+        ),
+        gan_losses=report(
+            res("alignment", "figures/gan_losses.png"),
+            caption="../report/alignment_gan_losses.rst",
+            category="Alignment",
+            labels={"figure": "Graph WGAN-GP training"},
+        ),
+        so3_axes=report(
+            res("alignment", "figures/so3_axes.png"),
+            caption="../report/alignment_so3_axes.rst",
+            category="Alignment",
+            labels={"figure": "SO(3) benchmark: canonical axes"},
+        ),
+        pdfs=expand(res("alignment", "figures/{stem}.pdf"), stem=ALIGNMENT_FIGURES),
+    params:
+        config=cli_config("alignment"),
+        outdir=lambda wildcards, output: Path(output.wgp).parent,
+    threads: 1
+    log:
+        logfile("alignment", "figures"),
+    benchmark:
+        benchfile("alignment", "figures")
+    conda:
+        "../../envs/alignment.yaml"
+    shell:
+        "galforge alignment-figures --config {params.config:q} --no-progress"
+        " --wgp {input.wgp:q} --checks {input.checks:q} --metrics {input.metrics:q}"
+        " --so3 {input.so3:q} --so3-samples {input.so3_samples:q}"
+        " --outdir {params.outdir:q} > {log:q} 2>&1"

@@ -36,14 +36,38 @@ def _train_gan(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
                     progress=not args.no_progress, run_config=cfg)
 
 
+def _train_diffusion(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    steps.train_diffusion(args.catalog, args.model, args.metrics, args.generated, args.summary,
+                          args.workdir, settings=_settings(cfg), seed=cfg["seed"],
+                          progress=not args.no_progress, run_config=cfg)
+
+
 def _so3_benchmark(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     steps.so3_benchmark(args.out, args.samples, settings=_settings(cfg).so3_benchmark,
                         seed=cfg["seed"])
 
 
 def _evaluate(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
-    steps.evaluate(args.catalog, {"gan": args.gan}, args.stats, args.so3, args.out,
+    generated = {"gan": args.gan} | ({"diffusion": args.diffusion} if args.diffusion else {})
+    steps.evaluate(args.catalog, generated, args.stats, args.so3, args.out,
                    args.truth_report, settings=_settings(cfg).stats)
+
+
+def _figures(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    steps.figures(wgp=args.wgp, checks=args.checks, metrics=args.metrics,
+                  so3_report=args.so3, so3_samples=args.so3_samples, outdir=args.outdir,
+                  cfg=cfg)
+
+
+#: The arguments of both training commands.
+_TRAIN_ARGS = {
+    "catalog": "input catalog (HDF5, alignment-catalog)",
+    "model": "output model checkpoint",
+    "metrics": "output training metrics (CSV)",
+    "generated": "output generated catalog (HDF5)",
+    "summary": "output training summary (JSON)",
+    "workdir": "work folder of the resumable checkpoint",
+}
 
 
 def register(sub: Any) -> None:
@@ -68,14 +92,10 @@ def register(sub: Any) -> None:
                 })
     add_command(sub, "alignment-train-gan", _train_gan,
                 "train the graph WGAN-GP on the catalog's FoF-group graphs and write a "
-                "generated catalog", {
-                    "catalog": "input catalog (HDF5, alignment-catalog)",
-                    "model": "output model checkpoint",
-                    "metrics": "output training metrics (CSV)",
-                    "generated": "output generated catalog (HDF5)",
-                    "summary": "output training summary (JSON)",
-                    "workdir": "work folder of the resumable checkpoint",
-                })
+                "generated catalog", {**_TRAIN_ARGS})
+    add_command(sub, "alignment-train-diffusion", _train_diffusion,
+                "train the GNN-conditioned SO(3) diffusion model of galaxy orientations on "
+                "the catalog's FoF-group graphs and write a generated catalog", {**_TRAIN_ARGS})
     add_command(sub, "alignment-so3-benchmark", _so3_benchmark,
                 "the SO(3) diffusion model on synthetic densities: MMD against the noise "
                 "floor, mean log density", {
@@ -87,8 +107,19 @@ def register(sub: Any) -> None:
                 "axis ratios) and, on the mock, truth_recovery.json", {
                     "catalog": "input catalog (HDF5)",
                     "gan": "input GAN-generated catalog (HDF5)",
+                    "diffusion?": "input diffusion-generated catalog (HDF5)",
                     "stats": "input stats summary (JSON, alignment-stats)",
                     "so3": "input SO(3) benchmark report (JSON)",
                     "out": "output model checks (JSON)",
                     "truth-report?": "output planted-truth report (JSON; mock runs)",
+                })
+    add_command(sub, "alignment-figures", _figures,
+                "the study's figures (PDF + PNG, provenance-stamped): w_g+ and w_gg, the "
+                "GAN's losses, the SO(3) benchmark's canonical axes", {
+                    "wgp": "input w_gg and w_g+ table (CSV, alignment-stats)",
+                    "checks": "input model checks (JSON, alignment-evaluate)",
+                    "metrics": "input GAN training metrics (CSV)",
+                    "so3": "input SO(3) benchmark report (JSON)",
+                    "so3-samples": "input SO(3) benchmark samples (HDF5)",
+                    "outdir": "folder of the figures",
                 })

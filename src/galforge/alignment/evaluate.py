@@ -3,8 +3,9 @@
 For a model's catalog (frames, q, s of the same galaxies, :func:`galforge.alignment.
 training.read_generated`), beside the simulation's measured shapes:
 
-* ``wgp``: the model's w_g+ within 2σ (the simulation's jackknife error) of the
-  simulation's in at least 70 % of the r_p bins;
+* ``wgp``: the model's w_g+ (the mean over the catalog's draws, ``e1_draws``: one
+  draw's scatters by several jackknife errors at small r_p) within 2σ (the simulation's
+  jackknife error) of the simulation's in at least 70 % of the r_p bins;
 * ``cos2_satellites``: the satellites' mean cos² of the angle between the major axis and
   the direction to their central within 0.02 of the simulation's;
 * ``axis_ratios``: two-sample KS p-values of q and of s above 0.01.
@@ -53,7 +54,9 @@ def model_checks(cols: dict[str, np.ndarray], attrs: dict[str, Any], gen: dict[s
                                       responsivity=settings.responsivity, corr="g+")
 
     sim = wgp(sub["e1"], sub["e2"])
-    mod = wgp(gen["e1"], gen["e2"])
+    e1s, e2s = gen.get("e1_draws", gen["e1"][None]), gen.get("e2_draws", gen["e2"][None])
+    draws = np.array([wgp(a, b)["wgp"] for a, b in zip(e1s, e2s, strict=True)])
+    mod = {"wgp": draws.mean(axis=0)}
     within = np.abs(mod["wgp"] - sim["wgp"]) <= 2.0 * sim["wgp_err"]
     cos_sim = _cos2_satellites(sub, sub[f"star_axes_{method}"], box)
     cos_mod = _cos2_satellites(sub, gen["frame"], box)
@@ -62,6 +65,7 @@ def model_checks(cols: dict[str, np.ndarray], attrs: dict[str, Any], gen: dict[s
     out = {
         "rp": sim["rp"].tolist(), "wgp_simulation": sim["wgp"].tolist(),
         "wgp_simulation_err": sim["wgp_err"].tolist(), "wgp_model": mod["wgp"].tolist(),
+        "wgp_model_draws": len(draws), "wgp_model_draw_scatter": draws.std(axis=0).tolist(),
         "wgp_fraction_within_2sigma": float(within.mean()),
         "cos2_satellites_simulation": cos_sim, "cos2_satellites_model": cos_mod,
         "ks_p_q": p_q, "ks_p_s": p_s,
@@ -73,9 +77,11 @@ def model_checks(cols: dict[str, np.ndarray], attrs: dict[str, Any], gen: dict[s
     return out
 
 
-def random_catalog(cols: dict[str, np.ndarray], attrs: dict[str, Any], seed: int
-                   ) -> dict[str, Any]:
-    """The catalog's galaxies with their own q, s but isotropic random orientations."""
+def random_catalog(cols: dict[str, np.ndarray], attrs: dict[str, Any], seed: int,
+                   draws: int = 1) -> dict[str, Any]:
+    """The catalog's galaxies with their own q, s but isotropic random orientations
+    (``draws`` > 1: also ``e1_draws``, ``e2_draws`` of further random orientations, as a
+    model's catalog has)."""
     from scipy.spatial.transform import Rotation
 
     from galforge.alignment.shapes import projected_e
@@ -85,5 +91,11 @@ def random_catalog(cols: dict[str, np.ndarray], attrs: dict[str, Any], seed: int
     frames = Rotation.random(int(ok.sum()), random_state=seed).as_matrix()
     q, s = cols[f"star_q_{m}"][ok], cols[f"star_s_{m}"][ok]
     e1, e2 = projected_e(frames, q, s, attrs["line_of_sight"])
-    return {"subhalo_id": cols["subhalo_id"][ok], "frame": frames, "q": q, "s": s,
-            "e1": e1, "e2": e2}
+    out = {"subhalo_id": cols["subhalo_id"][ok], "frame": frames, "q": q, "s": s,
+           "e1": e1, "e2": e2}
+    if draws > 1:
+        es = [projected_e(Rotation.random(int(ok.sum()), random_state=seed + 1000 * k)
+                          .as_matrix(), q, s, attrs["line_of_sight"]) for k in range(1, draws)]
+        out["e1_draws"] = np.stack([e1] + [e[0] for e in es])
+        out["e2_draws"] = np.stack([e2] + [e[1] for e in es])
+    return out

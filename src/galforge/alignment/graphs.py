@@ -6,10 +6,13 @@ Nodes are the group's galaxies (in the catalog), with
   the tidal eigenvalues at every smoothing scale, and log of the distance to the
   central (0 for the central); each column robust-scaled (median, inter-quartile range
   of the whole catalog) and clipped to ±``clip`` (the authors' preprocessing);
-* vector features (``vec``, (n, 3 + 3 n_scales)): the position relative to the central
-  (h⁻¹Mpc, periodic; zero for the central) and the tidal stretching axis (λ₃
-  eigenvector) at every scale, each axis with a canonical sign (largest component
-  positive: the axes are axial);
+* vector features (``vec``, (n, 3 K), K = 2 + n_scales unit axial directions, each with
+  a canonical sign: largest component positive): the direction to the central
+  (periodic; zero for the central, its distance is the scalar ``log_dist_central``),
+  the galaxy's DM major axis (of the catalog's shape method; zero where it has no DM
+  shape) and the tidal stretching axis (λ₃ eigenvector) at every scale. Unit
+  directions, so the models see them in the one frame they need: as ``v vᵀ`` and
+  ``(a · v)²`` (:mod:`galforge.alignment.gan`);
 * targets (``y``): the stellar major axis (canonical sign) and the axis ratios q, s of
   the catalog's shape method; ``frame``: the full right-handed frame (for SO(3)).
 
@@ -102,7 +105,9 @@ def build_graphs(cols: dict[str, np.ndarray], box: float, *, radius: float, clip
     xs = np.zeros_like(scalars)
     xs[ok] = x
     stretch = canonical_sign(cols["tidal_axes"][:, :, :, 2])  # (n, n_scales, 3)
-    vec = np.concatenate([rel, stretch.reshape(n, -1)], axis=1)
+    to_cen = canonical_sign(-rel / np.where(dist > 0, dist, 1.0)[:, None])
+    dm = np.nan_to_num(canonical_sign(cols[f"dm_axes_{method}"][:, :, 0]))
+    vec = np.concatenate([to_cen, dm, stretch.reshape(n, -1)], axis=1)
     major = canonical_sign(frames[:, :, 0])
     graphs, rows = [], []
     for g in np.unique(cols["group"][ok]):

@@ -17,7 +17,7 @@ from galforge.settings import ModelSettings, Settings
 from galforge.train.settings import TrainSettings
 from galforge.train.split import SplitSettings
 
-__all__ = ["AlignmentSettings", "CatalogSettings", "GanModelSettings", "GraphSettings",
+__all__ = ["AlignmentSettings", "CatalogSettings", "DiffusionModelSettings", "GanModelSettings", "GraphSettings",
            "SO3BenchmarkSettings", "ShapeSettings", "StatsSettings", "TidalSettings",
            "SHAPE_METHODS", "LINES_OF_SIGHT"]
 
@@ -126,10 +126,61 @@ class GanModelSettings(ModelSettings):
     layers: int = gs.integer(3, "Message-passing layers of generator and critic.", lo=1, hi=32)
     gp_weight: float = gs.number(10.0, "Gradient-penalty weight lambda.", lo=0.0)
     n_critic: int = gs.integer(5, "Critic steps per generator step.", lo=1, hi=100)
+    critic_warmup: int = gs.integer(400, "Critic-only training steps before the generator "
+                                    "joins (galforge's choice: a random critic's gradient "
+                                    "is noise).", lo=0)
+    ema_decay: float = gs.number(0.99, "Generated catalogs use this moving average of the "
+                                 "generator's weights (per generator step; 0: the last "
+                                 "weights; galforge's choice).", lo=0.0, hi=1.0, hi_open=True)
 
     def model_kwargs(self) -> dict[str, Any]:
         return {"hidden": self.hidden, "layers": self.layers, "gp_weight": self.gp_weight,
-                "n_critic": self.n_critic}
+                "n_critic": self.n_critic, "critic_warmup": self.critic_warmup,
+                "ema_decay": self.ema_decay}
+
+
+def _sigma_eps() -> Any:
+    return gs.number(1.0, "Noise levels |eps|, eps ~ N(0, sigma_eps^2).", lo=0.0, lo_open=True)
+
+
+def _sigma_min() -> Any:
+    return gs.number(0.02, "Smallest IGSO(3) scale (end of sampling).", lo=0.0, lo_open=True)
+
+
+def _sigma_max() -> Any:
+    return gs.number(3.0, "Largest IGSO(3) scale (uniform start).", lo=0.0, lo_open=True)
+
+
+def _check_sigmas(s: Any) -> None:
+    if s.sigma_min >= s.sigma_max:
+        raise ValueError(f"sigma_min ({s.sigma_min}) must be below sigma_max ({s.sigma_max})")
+
+
+@dataclass(frozen=True)
+class DiffusionModelSettings(ModelSettings):
+    """The GNN-conditioned SO(3) score model of galaxy orientations
+    (:class:`galforge.alignment.galaxy_diffusion.GalaxyScoreModel`)."""
+
+    model_class: ClassVar[str] = "galforge.alignment.galaxy_diffusion:GalaxyScoreModel"
+
+    hidden: int = gs.integer(64, "Width of the GNN encoder's layers.", lo=4, hi=4096)
+    layers: int = gs.integer(3, "Message-passing layers of the encoder.", lo=1, hi=32)
+    score_hidden: int = gs.integer(128, "Width of the score MLP.", lo=4, hi=4096)
+    score_layers: int = gs.integer(3, "Hidden layers of the score MLP.", lo=1, hi=32)
+    sigma_eps: float = _sigma_eps()
+    sigma_min: float = _sigma_min()
+    sigma_max: float = _sigma_max()
+    reverse_steps: int = gs.integer(300, "Steps of the reverse random walk.", lo=1)
+    repeats: int = gs.integer(8, "Noise draws per galaxy and training step.", lo=1, hi=1000)
+
+    def check(self) -> None:
+        _check_sigmas(self)
+
+    def model_kwargs(self) -> dict[str, Any]:
+        return {"hidden": self.hidden, "layers": self.layers, "score_hidden": self.score_hidden,
+                "score_layers": self.score_layers, "sigma_min": self.sigma_min,
+                "sigma_max": self.sigma_max, "sigma_eps": self.sigma_eps,
+                "repeats": self.repeats}
 
 
 @dataclass(frozen=True)
@@ -146,21 +197,16 @@ class SO3BenchmarkSettings(Settings):
     batch_size: int = gs.integer(256, "Rotations per training step.", lo=1)
     lr: float = gs.number(1e-3, "Adam learning rate (cosine-annealed to 0).", lo=0.0,
                           lo_open=True)
-    sigma_eps: float = gs.number(1.0, "Noise levels |eps|, eps ~ N(0, sigma_eps^2).", lo=0.0,
-                                 lo_open=True)
-    sigma_min: float = gs.number(0.02, "Smallest IGSO(3) scale (end of sampling).", lo=0.0,
-                                 lo_open=True)
-    sigma_max: float = gs.number(3.0, "Largest IGSO(3) scale (uniform start).", lo=0.0,
-                                 lo_open=True)
+    sigma_eps: float = _sigma_eps()
+    sigma_min: float = _sigma_min()
+    sigma_max: float = _sigma_max()
     reverse_steps: int = gs.integer(200, "Steps of the reverse random walk.", lo=1)
     n_samples: int = gs.integer(500, "Samples scored (model and each true sample).", lo=10)
     mmd_bandwidth: float = gs.number(0.3, "Kernel bandwidth of the MMD [rad].", lo=0.0,
                                      lo_open=True)
 
     def check(self) -> None:
-        if self.sigma_min >= self.sigma_max:
-            raise ValueError(f"sigma_min ({self.sigma_min}) must be below sigma_max "
-                             f"({self.sigma_max})")
+        _check_sigmas(self)
 
 
 @dataclass(frozen=True)
@@ -176,8 +222,13 @@ class AlignmentSettings(Settings):
     gan: GanModelSettings = gs.section(GanModelSettings)
     gan_train: TrainSettings = gs.section(
         TrainSettings, "Training of the graph WGAN-GP (the seed is the run's `seed`): Adam "
-        "at 1e-3, 64 graphs per batch as the paper.",
-        defaults={"lr": 1e-3, "batch_size": 64, "epochs": 60})
+        "at 1e-3 with betas (0, 0.95), 64 graphs per batch as the paper.",
+        defaults={"lr": 1e-3, "betas": (0.0, 0.95), "batch_size": 64, "epochs": 60})
+    diffusion: DiffusionModelSettings = gs.section(DiffusionModelSettings)
+    diffusion_train: TrainSettings = gs.section(
+        TrainSettings, "Training of the GNN-conditioned SO(3) diffusion model (the seed is the "
+        "run's `seed`): Adam, 64 graphs per batch.",
+        defaults={"lr": 3e-3, "batch_size": 64, "epochs": 60})
     split: SplitSettings = gs.section(SplitSettings, "Train/validation split of the groups.",
                                       defaults={"val_fraction": 0.1})
     so3_benchmark: SO3BenchmarkSettings = gs.section(SO3BenchmarkSettings)

@@ -16,7 +16,8 @@ from galforge.alignment.settings import (
 )
 from galforge.io import InputError, atomic_path, write_json
 
-__all__ = ["catalog", "evaluate", "so3_benchmark", "stats", "train_gan"]
+__all__ = ["catalog", "evaluate", "figures", "so3_benchmark", "stats", "train_diffusion",
+           "train_gan"]
 
 
 def catalog(base_path: str | Path, catalog_out: str | Path, report_out: str | Path, *,
@@ -161,6 +162,24 @@ def train_gan(catalog_in: str | Path, model_out: str | Path, metrics_out: str | 
     return summary
 
 
+def train_diffusion(catalog_in: str | Path, model_out: str | Path, metrics_out: str | Path,
+                    generated_out: str | Path, summary_out: str | Path, workroot: str | Path, *,
+                    settings: Any, seed: int, progress: bool = True,
+                    run_config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train the GNN-conditioned SO(3) diffusion model (``settings``: the study's
+    AlignmentSettings) and sample it."""
+    from galforge.alignment import training
+
+    summary = training.train_diffusion(catalog_in, model_out, metrics_out, generated_out,
+                                       workroot, graphs=settings.graphs,
+                                       model=settings.diffusion,
+                                       train=settings.diffusion_train,
+                                       val_fraction=settings.split.val_fraction, seed=seed,
+                                       progress=progress, run_config=run_config)
+    write_json(summary, summary_out)
+    return summary
+
+
 def so3_benchmark(out_json: str | Path, out_samples: str | Path, *, settings: Any,
                   seed: int) -> dict[str, Any]:
     """The diffusion model's synthetic SO(3) benchmark: per density, the MMD against true
@@ -216,3 +235,12 @@ def evaluate(catalog_in: str | Path, generated: dict[str, str | Path], stats_in:
                 report[f"pass_so3_{k[5:]}"] = v
         write_json(report, truth_out)
     return report
+
+
+def figures(*, wgp: str | Path, checks: str | Path, metrics: str | Path, so3_report: str | Path,
+            so3_samples: str | Path, outdir: str | Path, cfg: dict[str, Any]) -> list[Path]:
+    """The study's figures (PDF + PNG, stamped with the provenance of ``cfg``)."""
+    from galforge.alignment.figures import make_figures
+
+    return make_figures(wgp=wgp, checks=checks, metrics=metrics, so3_report=so3_report,
+                        so3_samples=so3_samples, outdir=outdir, cfg=cfg)

@@ -1,7 +1,7 @@
 """The optimiser and learning-rate schedule :func:`galforge.train.loop.fit` builds from
 :class:`~galforge.train.settings.TrainSettings`.
 
-Adam, AdamW or RAdam (Kingma & Ba 2015; Loshchilov & Hutter 2019; Liu et al. 2020) over
+Adam, AdamW or RAdam (``cfg.betas``; Kingma & Ba 2015; Loshchilov & Hutter 2019; Liu et al. 2020) over
 the trainable parameters; a cosine schedule stepped once per optimiser step down to
 ``lr_min`` (Loshchilov & Hutter 2017), ``ReduceLROnPlateau`` stepped once per epoch on the
 validation loss, an exponential decay in steps (:class:`SteppedExponentialLR`, stepped
@@ -61,7 +61,8 @@ def make_optimizer(model: nn.Module, cfg: TrainSettings) -> torch.optim.Optimize
         raise ValueError("the model has no trainable parameters")
     cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
            "radam": torch.optim.RAdam}[cfg.optimizer]
-    return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return cls(params, lr=cfg.lr, betas=(float(cfg.betas[0]), float(cfg.betas[1])),
+               weight_decay=cfg.weight_decay)
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainSettings, n_batches: int) -> Any:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from galforge.settings import Settings, SettingsError, choice, flag, integer, number
+from galforge.settings import Settings, SettingsError, choice, flag, integer, number, numbers
 
 __all__ = ["AMP_DTYPES", "OPTIMIZERS", "RESUME_SAFE_FIELDS", "SCHEDULERS", "TrainSettings"]
 
@@ -55,6 +55,9 @@ class TrainSettings(Settings):
     weight_decay: float = number(
         0.0, "L2 penalty (adam) or decoupled weight decay (adamw).", lo=0.0)
     optimizer: str = choice("adam", OPTIMIZERS, "Optimiser (Adam or AdamW).")
+    betas: tuple[float, float] = numbers(
+        (0.9, 0.999), "The optimiser's (beta1, beta2) moment decay rates (torch's defaults; "
+        "a WGAN-GP trains with (0, 0.9)-like values).", lo=0.0, hi=1.0, hi_open=True, length=2)
     scheduler: str = choice("none", SCHEDULERS,
                             "Learning-rate schedule: none, cosine (per step) or plateau "
                             "(per epoch, on the validation loss).")
