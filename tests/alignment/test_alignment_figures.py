@@ -129,3 +129,16 @@ def test_wgp_figure_draws_the_samuroff_measurement(tmp_path, monkeypatch):
     make_figures(**_inputs(tmp_path), outdir=tmp_path / "fig", samuroff=path)
     assert len(seen["samuroff"]["rp"]) == 12
     assert any(lab.startswith("Samuroff et al. (2021): TNG300-1, z = 0") for lab in seen["labels"])
+
+
+def test_the_workflow_lists_the_same_figure_stems():
+    import ast
+    import re
+    from pathlib import Path
+
+    smk = (Path(__file__).parents[2] / "workflow/rules/alignment.smk").read_text()
+    m = re.search(r"^ALIGNMENT_FIGURES = (\(.*?\))\n", smk, re.S | re.M)
+    assert m and ast.literal_eval(m[1]) == FIGURES
+    assert f'("{TRUTH_FIGURE}",)' in smk
+    for stem in (*FIGURES, TRUTH_FIGURE, "parity"):
+        assert (Path(__file__).parents[2] / f"workflow/report/alignment_{stem}.rst").is_file()

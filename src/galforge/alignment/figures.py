@@ -63,9 +63,9 @@ def _fig_wgp(wgp: Any, checks: dict[str, Any],
 
         r = samuroff["rp"]
         ax_gp.errorbar(r, r * samuroff["wgp"], r * samuroff["wgp_err"], fmt="D", mfc="none",
-                       color="C3", ms=3, label=textwrap.fill(SAMUROFF_LABEL, 60))
+                       color="crimson", ms=3, label=textwrap.fill(SAMUROFF_LABEL, 60))
         ax_gg.errorbar(r, samuroff["wgg"], samuroff["wgg_err"], fmt="D", mfc="none",
-                       color="C3", ms=3, label="Samuroff et al. (2021), TNG300-1, z = 0")
+                       color="crimson", ms=3, label="Samuroff et al. (2021), TNG300-1, z = 0")
     ax_gp.axhline(0.0, color="0.6", lw=0.6)
     ax_gp.set(xscale="log", xlabel=r"$r_p$ [$h^{-1}$Mpc]",
               ylabel=r"$r_p\,w_{g+}$ [$h^{-2}$Mpc$^2$]")
@@ -226,7 +226,8 @@ def _fig_axis_ratios(cols: dict[str, np.ndarray], attrs: dict[str, Any],
                 color=_COLOURS["simulation"], label="simulation")
         for name, g in gen.items():
             p = checks.get(name, {}).get(f"ks_p_{key}")
-            ax.hist(g[key], bins=bins, density=True, histtype="step",
+            v = np.asarray(g[key], float)
+            ax.hist(v[np.isfinite(v)], bins=bins, density=True, histtype="step",
                     color=_COLOURS.get(name, None),
                     label=name.upper() + (f" (KS p = {p:.2g})" if p is not None else ""))
         ax.set(xlabel=label, ylabel="density")
@@ -261,6 +262,7 @@ def _fig_truth(truth: dict[str, Any]) -> Any:
                   color="w")
     ax_p.set(yticks=[], xticks=[], xlim=(0, 1), ylim=(-0.6, len(checks) - 0.4),
              title="planted-truth and model checks")
+    ax_p.title.set_fontsize(9)
     ax_p.invert_yaxis()
     return fig
 
