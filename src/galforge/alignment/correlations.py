@@ -39,12 +39,14 @@ __all__ = ["projected_correlations", "brute_force_wgp", "ed_ee", "misalignments"
            "read_samuroff", "jackknife_regions", "SAMUROFF_LABEL",
            "SAMUROFF_FILE", "find_samuroff"]
 
-#: The real TNG measurement drawn beside ours, as its source names it.
 #: The measurement's own simulation and sample (Samuroff, Mandelbaum & Blazek 2021, MNRAS,
 #: arXiv:2009.10735; the file is hydro_ias's data/2pt/fits/2pt_tng_fidcovw_iteration4.fits,
 #: whose config/tng_cov.yaml reads TNG300-1 non-reduced galaxy shapes at snapshots 99, 78, 62,
-#: 50 = z 0, 0.3, 0.625, 1.0). Errors: the paper's analytic covariance (its abstract).
-SAMUROFF_LABEL = ("Samuroff et al. (2021): TNG300-1, z = 0, their unsplit TNG sample "
+#: 50 = z 0, 0.3, 0.625, 1.0; its postprocessing compares MassiveBlack-II and Illustris
+#: "_w_" weighted samples with this unweighted TNG file, and its plotting script takes the
+#: errors as this reader does, sqrt of COVMAT's diagonal). Errors: the paper's analytic
+#: covariance (its abstract).
+SAMUROFF_LABEL = ("Samuroff et al. (2021): TNG300-1, z = 0, their fiducial TNG sample "
                   "(non-reduced stellar shapes; analytic errors)")
 
 

@@ -166,7 +166,7 @@ def parity_table(*, checks: Mapping[str, Any], so3: Mapping[str, Any], wgp: pd.D
                 note=f"{s['n_bins']} of our r_p bins ({s['rp_range'][0]:.2g}–"
                      f"{s['rp_range'][1]:.2g} h^-1 Mpc), theirs interpolated in log r_p; "
                      f"{s['n_within_errors']} agree within both errors. Theirs: TNG300-1, "
-                     "their unsplit sample, non-reduced shapes; ours: this run's "
+                     "their fiducial sample, non-reduced shapes; ours: this run's "
                      f"simulation ({source}): a scale check, not a test"),
                 "paper": f"{s['median_rp_wgp_theirs']:.3f} {claim.unit}"})
     return parity_frame(rows)
