@@ -55,6 +55,8 @@ def _inputs(tmp_path, n=60, seed=0):
     pd.DataFrame({"epoch": [1, 2, 3], "train_loss": [1.0, 0.5, 0.4],
                   "val_loss": [1.1, 0.6, 0.5], "train_gp": [0.1, 0.05, 0.01],
                   "val_gp": [0.1, 0.04, 0.02]}).to_csv(tmp_path / "m.csv", index=False)
+    pd.DataFrame({"epoch": [1, 2], "train_loss": [2.0, 1.5],
+                  "val_loss": [2.1, 1.7]}).to_csv(tmp_path / "d.csv", index=False)
     (tmp_path / "so3.json").write_text(json.dumps({"blobs2": {"mmd_ratio": 1.3},
                                                    "pass_blobs2": True}))
     with h5py.File(tmp_path / "so3.h5", "w") as f:
@@ -91,7 +93,8 @@ def _inputs(tmp_path, n=60, seed=0):
              "pass_wgp_mock": True, "pass_gan_wgp": False}
     (tmp_path / "truth.json").write_text(json.dumps(truth))
     return {"wgp": tmp_path / "wgp.csv", "checks": tmp_path / "checks.json",
-            "metrics": tmp_path / "m.csv", "so3_report": tmp_path / "so3.json",
+            "metrics": tmp_path / "m.csv", "diffusion_metrics": tmp_path / "d.csv",
+            "so3_report": tmp_path / "so3.json",
             "so3_samples": tmp_path / "so3.h5", "ed_ee": tmp_path / "ed.csv",
             "misalignments": tmp_path / "mis.csv", "catalog": tmp_path / "cat.h5",
             "generated": {k: tmp_path / f"{k}.h5" for k in ("gan", "diffusion")},
@@ -103,12 +106,10 @@ def _names(stems):
 
 
 def test_make_figures_writes_every_stem(tmp_path):
-    args = _inputs(tmp_path)
-    written = make_figures(**args, outdir=tmp_path / "fig")
-    assert sorted(p.name for p in written) == _names(FIGURES)
-    assert all(p.stat().st_size > 1000 for p in written)
-    written = make_figures(**args, outdir=tmp_path / "fig2", truth=tmp_path / "truth.json")
+    written = make_figures(**_inputs(tmp_path), outdir=tmp_path / "fig",
+                           truth=tmp_path / "truth.json")
     assert sorted(p.name for p in written) == _names((*FIGURES, TRUTH_FIGURE))
+    assert all(p.stat().st_size > 1000 for p in written)
 
 
 @pytest.mark.archive
@@ -126,7 +127,8 @@ def test_wgp_figure_draws_the_samuroff_measurement(tmp_path, monkeypatch):
 
     monkeypatch.setattr(figs, "_fig_wgp", spy)
     path = shared_data_path("ia/2pt_tng_fidcovw_iteration4.fits")
-    make_figures(**_inputs(tmp_path), outdir=tmp_path / "fig", samuroff=path)
+    written = make_figures(**_inputs(tmp_path), outdir=tmp_path / "fig", samuroff=path)
+    assert sorted(p.name for p in written) == _names(FIGURES)  # no truth: no truth figure
     assert len(seen["samuroff"]["rp"]) == 12
     assert any(lab.startswith("Samuroff et al. (2021): TNG300-1, z = 0") for lab in seen["labels"])
 

@@ -42,13 +42,14 @@ ALIGNMENT_SAMUROFF_ARG = f"--samuroff {ALIGNMENT_SAMUROFF}" if ALIGNMENT_SAMUROF
 
 #: Stems of the figures rule's outputs (galforge.alignment.figures.FIGURES; truth_recovery:
 #: TRUTH_FIGURE, on the mock only).
-ALIGNMENT_FIGURES = ("wgp", "gan_losses", "so3_axes", "ed_ee", "misalignments",
-                     "orientation_sphere", "axis_ratios")
+ALIGNMENT_FIGURES = ("wgp", "gan_losses", "diffusion_losses", "so3_axes", "ed_ee",
+                     "misalignments", "orientation_sphere", "axis_ratios")
 ALIGNMENT_ALL_FIGURES = ALIGNMENT_FIGURES + (("truth_recovery",) if _ALIGNMENT_ON_MOCK else ())
 #: The figures rule's captions and report labels, one per stem.
 ALIGNMENT_FIGURE_LABELS = {
     "wgp": "w_g+ and w_gg: simulation vs GAN vs diffusion (and Samuroff et al. 2021)",
     "gan_losses": "Graph WGAN-GP training",
+    "diffusion_losses": "SO(3) diffusion training",
     "so3_axes": "SO(3) benchmark: canonical axes",
     "ed_ee": "ED and EE correlations",
     "misalignments": "Misalignment angles by central/satellite and mass",
@@ -247,6 +248,7 @@ rule alignment_figures:
         wgp=res("alignment", "tables/wgp.csv"),
         checks=res("alignment", "tables/model_checks.json"),
         metrics=res("alignment", "model/gan_metrics.csv"),
+        diffusion_metrics=res("alignment", "model/diffusion_metrics.csv"),
         so3=res("alignment", "tables/so3_benchmark.json"),
         so3_samples=res("alignment", "model/so3_benchmark_samples.h5"),
         ed_ee=res("alignment", "tables/ed_ee.csv"),
@@ -282,6 +284,7 @@ rule alignment_figures:
     shell:
         "galforge alignment-figures --config {params.config:q} --no-progress"
         " --wgp {input.wgp:q} --checks {input.checks:q} --metrics {input.metrics:q}"
+        " --diffusion-metrics {input.diffusion_metrics:q}"
         " --so3 {input.so3:q} --so3-samples {input.so3_samples:q}"
         " --ed-ee {input.ed_ee:q} --misalignments {input.misalignments:q}"
         " --catalog {input.catalog:q} --gan {input.gan:q} --diffusion {input.diffusion:q}"

@@ -55,7 +55,8 @@ def _evaluate(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
 
 def _figures(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     steps.figures(wgp=args.wgp, checks=args.checks, metrics=args.metrics,
-                  so3_report=args.so3, so3_samples=args.so3_samples, ed_ee=args.ed_ee,
+                  diffusion_metrics=args.diffusion_metrics, so3_report=args.so3,
+                  so3_samples=args.so3_samples, ed_ee=args.ed_ee,
                   misalignments=args.misalignments, catalog=args.catalog,
                   generated={"gan": args.gan, "diffusion": args.diffusion},
                   outdir=args.outdir, cfg=cfg, samuroff=args.samuroff,
@@ -138,11 +139,12 @@ def register(sub: Any) -> None:
                  **PARITY_OUTPUTS})
     add_command(sub, "alignment-figures", _figures,
                 "the study's figures (PDF + PNG, provenance-stamped): w_g+ and w_gg, the "
-                "GAN's losses, the SO(3) benchmark's canonical axes, ED/EE, misalignments, "
+                "models' losses, the SO(3) benchmark's canonical axes, ED/EE, misalignments, "
                 "orientations on the sphere, axis ratios, truth recovery (mock)", {
                     "wgp": "input w_gg and w_g+ table (CSV, alignment-stats)",
                     "checks": "input model checks (JSON, alignment-evaluate)",
                     "metrics": "input GAN training metrics (CSV)",
+                    "diffusion-metrics": "input diffusion training metrics (CSV)",
                     "so3": "input SO(3) benchmark report (JSON)",
                     "so3-samples": "input SO(3) benchmark samples (HDF5)",
                     "ed-ee": "input ED/EE table (CSV, alignment-stats)",

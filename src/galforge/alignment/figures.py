@@ -3,6 +3,7 @@
 * ``wgp``: w_g+(r_p) and w_gg(r_p) of the simulation (jackknife errors) beside the
   generated catalogs' w_g+ (the mean of their draws, the draws' scatter as the band);
 * ``gan_losses``: the WGAN-GP's training curves (the shared loss-curve figure);
+* ``diffusion_losses``: the SO(3) diffusion model's training curves (the shared figure);
 * ``ed_ee``: the 3-D ED(r) and EE(r) correlations of the simulation (jackknife errors);
 * ``misalignments``: the distributions of the misalignment angles (stellar major axis vs
   the DM halo's, the central's, the direction to the central, the tidal stretching axis
@@ -33,8 +34,8 @@ __all__ = ["FIGURES", "TRUTH_FIGURE", "make_figures", "radial_frame_axes"]
 
 #: Stems of the figures :func:`make_figures` writes (``truth_recovery`` on the mock only:
 #: :data:`TRUTH_FIGURE`).
-FIGURES: tuple[str, ...] = ("wgp", "gan_losses", "so3_axes", "ed_ee", "misalignments",
-                            "orientation_sphere", "axis_ratios")
+FIGURES: tuple[str, ...] = ("wgp", "gan_losses", "diffusion_losses", "so3_axes", "ed_ee",
+                            "misalignments", "orientation_sphere", "axis_ratios")
 TRUTH_FIGURE = "truth_recovery"
 #: Colours of the catalogs in every comparison figure.
 _COLOURS = {"simulation": "k", "gan": "C0", "diffusion": "C1"}
@@ -268,7 +269,8 @@ def _fig_truth(truth: dict[str, Any]) -> Any:
 
 
 def make_figures(*, wgp: str | Path, checks: str | Path, metrics: str | Path,
-                 so3_report: str | Path, so3_samples: str | Path, ed_ee: str | Path,
+                 diffusion_metrics: str | Path, so3_report: str | Path,
+                 so3_samples: str | Path, ed_ee: str | Path,
                  misalignments: str | Path, catalog: str | Path,
                  generated: dict[str, str | Path], outdir: str | Path, cfg: dict[str, Any],
                  samuroff: str | Path | None = None,
@@ -297,6 +299,8 @@ def make_figures(*, wgp: str | Path, checks: str | Path, metrics: str | Path,
         "wgp": _fig_wgp(pd.read_csv(wgp), model_checks, ref),
         "gan_losses": fig_loss_curves(pd.read_csv(metrics), title="graph WGAN-GP",
                                       per="batch"),
+        "diffusion_losses": fig_loss_curves(pd.read_csv(diffusion_metrics),
+                                            title="GNN-conditioned SO(3) diffusion", per="batch"),
         "so3_axes": _fig_so3(samples, json.loads(Path(so3_report).read_text())),
         "ed_ee": _fig_ed_ee(pd.read_csv(ed_ee)),
         "misalignments": _fig_misalignments(pd.read_csv(misalignments),
@@ -308,6 +312,7 @@ def make_figures(*, wgp: str | Path, checks: str | Path, metrics: str | Path,
         figs[TRUTH_FIGURE] = _fig_truth(json.loads(Path(truth).read_text()))
     # a Wasserstein estimate plus penalties, not a likelihood: no nats
     figs["gan_losses"].axes[0].set_ylabel("critic + generator loss per batch")
+    figs["diffusion_losses"].axes[0].set_ylabel("|ε|-weighted score-matching loss per batch")
     written: list[Path] = []
     Path(outdir).mkdir(parents=True, exist_ok=True)
     with style():
