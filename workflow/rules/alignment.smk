@@ -4,7 +4,7 @@
 # the statistics (w_gg, w_g+ with MeasureIA, ED/EE, misalignments; the planted w_g+ check);
 # the catalog's FoF-group graphs -> the graph WGAN-GP and the GNN-conditioned SO(3)
 # diffusion model -> generated catalogs and their checks; the SO(3) diffusion model's
-# synthetic benchmark; the figures.
+# synthetic benchmark; the figures and the papers-vs-ours table.
 
 
 from galforge.alignment.correlations import find_samuroff
