@@ -4,8 +4,10 @@
 # the statistics (w_gg, w_g+ with MeasureIA, ED/EE, misalignments; the planted w_g+ check);
 # the catalog's FoF-group graphs -> the graph WGAN-GP and the GNN-conditioned SO(3)
 # diffusion model -> generated catalogs and their checks; the SO(3) diffusion model's
-# synthetic benchmark; the figures.
+# synthetic benchmark; the figures and the papers-vs-ours table.
 
+
+from galforge.alignment.correlations import find_samuroff
 
 # ---------------------------------------------------------------- this run's paths
 # (values, not functions: the configuration is fixed when the workflow is read)
@@ -31,8 +33,30 @@ ALIGNMENT_TRUTH_REPORT_ARG = (
     f"--truth-report {res('alignment', 'tables/truth_recovery.json')}" if _ALIGNMENT_ON_MOCK else ""
 )
 
-#: Stems of the figures rule's outputs (galforge.alignment.figures.FIGURES).
-ALIGNMENT_FIGURES = ("wgp", "gan_losses", "so3_axes")
+#: The Samuroff et al. (2021) TNG300-1 w_g+ file, where this machine has it
+#: ($GALFORGE_SHARED_DATA, ../shared/data beside the project, or cache_dir; never copied in):
+#: drawn beside ours in the w_g+ figure and set beside it in the parity table.
+ALIGNMENT_SAMUROFF = find_samuroff("../shared/data", config["cache_dir"])
+ALIGNMENT_SAMUROFF_IN = {"samuroff": str(ALIGNMENT_SAMUROFF)} if ALIGNMENT_SAMUROFF else {}
+ALIGNMENT_SAMUROFF_ARG = f"--samuroff {ALIGNMENT_SAMUROFF}" if ALIGNMENT_SAMUROFF else ""
+
+#: Stems of the figures rule's outputs (galforge.alignment.figures.FIGURES; truth_recovery:
+#: TRUTH_FIGURE, on the mock only).
+ALIGNMENT_FIGURES = ("wgp", "gan_losses", "diffusion_losses", "so3_axes", "ed_ee",
+                     "misalignments", "orientation_sphere", "axis_ratios")
+ALIGNMENT_ALL_FIGURES = ALIGNMENT_FIGURES + (("truth_recovery",) if _ALIGNMENT_ON_MOCK else ())
+#: The figures rule's captions and report labels, one per stem.
+ALIGNMENT_FIGURE_LABELS = {
+    "wgp": "w_g+ and w_gg: simulation vs GAN vs diffusion (and Samuroff et al. 2021)",
+    "gan_losses": "Graph WGAN-GP training",
+    "diffusion_losses": "SO(3) diffusion training",
+    "so3_axes": "SO(3) benchmark: canonical axes",
+    "ed_ee": "ED and EE correlations",
+    "misalignments": "Misalignment angles by central/satellite and mass",
+    "orientation_sphere": "Satellites' major axes about the direction to their central",
+    "axis_ratios": "Axis ratios: simulation vs GAN vs diffusion",
+    "truth_recovery": "Truth recovery (mock)",
+}
 
 STUDY_TARGETS["alignment"] = [
     res("alignment", "catalog.h5"),
@@ -45,7 +69,8 @@ STUDY_TARGETS["alignment"] = [
     res("alignment", "generated/diffusion.h5"),
     res("alignment", "tables/so3_benchmark.json"),
     res("alignment", "tables/model_checks.json"),
-    *[res("alignment", f"figures/{stem}.{ext}") for stem in ALIGNMENT_FIGURES
+    res("alignment", "tables/parity.csv"),
+    *[res("alignment", f"figures/{stem}.{ext}") for stem in ALIGNMENT_ALL_FIGURES
       for ext in ("png", "pdf")],
 ]
 
@@ -223,31 +248,32 @@ rule alignment_figures:
         wgp=res("alignment", "tables/wgp.csv"),
         checks=res("alignment", "tables/model_checks.json"),
         metrics=res("alignment", "model/gan_metrics.csv"),
+        diffusion_metrics=res("alignment", "model/diffusion_metrics.csv"),
         so3=res("alignment", "tables/so3_benchmark.json"),
         so3_samples=res("alignment", "model/so3_benchmark_samples.h5"),
+        ed_ee=res("alignment", "tables/ed_ee.csv"),
+        misalignments=res("alignment", "tables/misalignments.csv"),
+        catalog=res("alignment", "catalog.h5"),
+        gan=res("alignment", "generated/gan.h5"),
+        diffusion=res("alignment", "generated/diffusion.h5"),
+        **ALIGNMENT_TRUTH_OUT,
+        **ALIGNMENT_SAMUROFF_IN,
     output:
-        wgp=report(
-            res("alignment", "figures/wgp.png"),
-            caption="../report/alignment_wgp.rst",
-            category="Alignment",
-            labels={"figure": "w_g+ and w_gg: simulation vs GAN vs diffusion"},
-        ),
-        gan_losses=report(
-            res("alignment", "figures/gan_losses.png"),
-            caption="../report/alignment_gan_losses.rst",
-            category="Alignment",
-            labels={"figure": "Graph WGAN-GP training"},
-        ),
-        so3_axes=report(
-            res("alignment", "figures/so3_axes.png"),
-            caption="../report/alignment_so3_axes.rst",
-            category="Alignment",
-            labels={"figure": "SO(3) benchmark: canonical axes"},
-        ),
-        pdfs=expand(res("alignment", "figures/{stem}.pdf"), stem=ALIGNMENT_FIGURES),
+        **{
+            stem: report(
+                res("alignment", f"figures/{stem}.png"),
+                caption=f"../report/alignment_{stem}.rst",
+                category="Alignment",
+                labels={"figure": ALIGNMENT_FIGURE_LABELS[stem]},
+            )
+            for stem in ALIGNMENT_ALL_FIGURES
+        },
+        pdfs=expand(res("alignment", "figures/{stem}.pdf"), stem=ALIGNMENT_ALL_FIGURES),
     params:
         config=cli_config("alignment"),
         outdir=lambda wildcards, output: Path(output.wgp).parent,
+        truth=ALIGNMENT_TRUTH_REPORT_ARG,
+        samuroff=ALIGNMENT_SAMUROFF_ARG,
     threads: 1
     log:
         logfile("alignment", "figures"),
@@ -258,5 +284,42 @@ rule alignment_figures:
     shell:
         "galforge alignment-figures --config {params.config:q} --no-progress"
         " --wgp {input.wgp:q} --checks {input.checks:q} --metrics {input.metrics:q}"
+        " --diffusion-metrics {input.diffusion_metrics:q}"
         " --so3 {input.so3:q} --so3-samples {input.so3_samples:q}"
-        " --outdir {params.outdir:q} > {log:q} 2>&1"
+        " --ed-ee {input.ed_ee:q} --misalignments {input.misalignments:q}"
+        " --catalog {input.catalog:q} --gan {input.gan:q} --diffusion {input.diffusion:q}"
+        " {params.truth} {params.samuroff} --outdir {params.outdir:q} > {log:q} 2>&1"
+
+
+rule alignment_parity:
+    input:
+        checks=res("alignment", "tables/model_checks.json"),
+        wgp=res("alignment", "tables/wgp.csv"),
+        so3=res("alignment", "tables/so3_benchmark.json"),
+        **ALIGNMENT_TRUTH_OUT,
+        **ALIGNMENT_SAMUROFF_IN,
+    output:
+        csv=res("alignment", "tables/parity.csv"),
+        md=res("alignment", "tables/parity.md"),
+        html=report(
+            res("alignment", "tables/parity.html"),
+            caption="../report/alignment_parity.rst",
+            category="Alignment",
+            labels={"table": "Paper vs ours"},
+        ),
+    params:
+        config=cli_config("alignment"),
+        truth=ALIGNMENT_TRUTH_REPORT_ARG,
+        samuroff=ALIGNMENT_SAMUROFF_ARG,
+    threads: 1
+    log:
+        logfile("alignment", "parity"),
+    benchmark:
+        benchfile("alignment", "parity")
+    conda:
+        "../../envs/alignment.yaml"
+    shell:
+        "galforge alignment-parity --config {params.config:q} --no-progress"
+        " --checks {input.checks:q} --wgp {input.wgp:q}"
+        " --so3 {input.so3:q} {params.truth} {params.samuroff}"
+        " --out {output.csv:q} --out-md {output.md:q} --out-html {output.html:q} > {log:q} 2>&1"

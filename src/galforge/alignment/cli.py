@@ -55,8 +55,22 @@ def _evaluate(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
 
 def _figures(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     steps.figures(wgp=args.wgp, checks=args.checks, metrics=args.metrics,
-                  so3_report=args.so3, so3_samples=args.so3_samples, outdir=args.outdir,
-                  cfg=cfg)
+                  diffusion_metrics=args.diffusion_metrics, so3_report=args.so3,
+                  so3_samples=args.so3_samples, ed_ee=args.ed_ee,
+                  misalignments=args.misalignments, catalog=args.catalog,
+                  generated={"gan": args.gan, "diffusion": args.diffusion},
+                  outdir=args.outdir, cfg=cfg, samuroff=args.samuroff,
+                  truth=args.truth_report)
+
+
+def _parity(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    from galforge.alignment.parity import TITLE, parity_from_files
+    from galforge.parity import write_parity
+
+    table = parity_from_files(checks=args.checks, so3=args.so3, wgp=args.wgp,
+                              source=cfg["source"], truth=args.truth_report,
+                              samuroff=args.samuroff)
+    write_parity(table, args.out, args.out_md, args.out_html, title=TITLE)
 
 
 #: The arguments of both training commands.
@@ -113,13 +127,33 @@ def register(sub: Any) -> None:
                     "out": "output model checks (JSON)",
                     "truth-report?": "output planted-truth report (JSON; mock runs)",
                 })
+    from galforge.parity import PARITY_OUTPUTS
+
+    add_command(sub, "alignment-parity", _parity,
+                "the papers' headline results beside ours (CSV, Markdown, HTML for the report)",
+                {"checks": "input model checks (JSON, alignment-evaluate)",
+                 "wgp": "input w_gg and w_g+ table (CSV, alignment-stats)",
+                 "so3": "input SO(3) benchmark report (JSON)",
+                 "truth-report?": "input truth_recovery.json (mock)",
+                 "samuroff?": "Samuroff et al. (2021) 2-point FITS file (optional)",
+                 **PARITY_OUTPUTS})
     add_command(sub, "alignment-figures", _figures,
                 "the study's figures (PDF + PNG, provenance-stamped): w_g+ and w_gg, the "
-                "GAN's losses, the SO(3) benchmark's canonical axes", {
+                "models' losses, the SO(3) benchmark's canonical axes, ED/EE, misalignments, "
+                "orientations on the sphere, axis ratios, truth recovery (mock)", {
                     "wgp": "input w_gg and w_g+ table (CSV, alignment-stats)",
                     "checks": "input model checks (JSON, alignment-evaluate)",
                     "metrics": "input GAN training metrics (CSV)",
+                    "diffusion-metrics": "input diffusion training metrics (CSV)",
                     "so3": "input SO(3) benchmark report (JSON)",
                     "so3-samples": "input SO(3) benchmark samples (HDF5)",
+                    "ed-ee": "input ED/EE table (CSV, alignment-stats)",
+                    "misalignments": "input misalignment angles (CSV, alignment-stats)",
+                    "catalog": "input catalog (HDF5, alignment-catalog)",
+                    "gan": "input GAN-generated catalog (HDF5)",
+                    "diffusion": "input diffusion-generated catalog (HDF5)",
+                    "samuroff?": "Samuroff et al. (2021) 2-point FITS file to draw beside "
+                                 "ours (optional)",
+                    "truth-report?": "input truth_recovery.json (mock; draws truth_recovery)",
                     "outdir": "folder of the figures",
                 })

@@ -36,10 +36,18 @@ from galforge.alignment.shapes import axis_angle_deg
 from galforge.io import InputError
 
 __all__ = ["projected_correlations", "brute_force_wgp", "ed_ee", "misalignments",
-           "read_samuroff", "jackknife_regions", "SAMUROFF_LABEL"]
+           "read_samuroff", "jackknife_regions", "SAMUROFF_LABEL",
+           "SAMUROFF_FILE", "find_samuroff"]
 
-#: The real TNG measurement drawn beside ours, as its source names it.
-SAMUROFF_LABEL = "Samuroff et al. (2021), IllustrisTNG, snapshot 99 (z = 0), their sample"
+#: The measurement's own simulation and sample (Samuroff, Mandelbaum & Blazek 2021, MNRAS,
+#: arXiv:2009.10735; the file is hydro_ias's data/2pt/fits/2pt_tng_fidcovw_iteration4.fits,
+#: whose config/tng_cov.yaml reads TNG300-1 non-reduced galaxy shapes at snapshots 99, 78, 62,
+#: 50 = z 0, 0.3, 0.625, 1.0; its postprocessing compares MassiveBlack-II and Illustris
+#: "_w_" weighted samples with this unweighted TNG file, and its plotting script takes the
+#: errors as this reader does, sqrt of COVMAT's diagonal). Errors: the paper's analytic
+#: covariance (its abstract).
+SAMUROFF_LABEL = ("Samuroff et al. (2021): TNG300-1, z = 0, their fiducial TNG sample "
+                  "(non-reduced stellar shapes; analytic errors)")
 
 
 def _direction(e1: np.ndarray, e2: np.ndarray, los: int) -> tuple[np.ndarray, np.ndarray]:
@@ -190,6 +198,22 @@ def misalignments(cols: dict[str, np.ndarray], box: float, method: str = "simple
     out["angle_central"] = ang_c
     out["angle_radial"] = ang_r
     return out
+
+
+#: The Samuroff et al. (2021) file's path under a shared-data or cache folder.
+SAMUROFF_FILE = "ia/2pt_tng_fidcovw_iteration4.fits"
+
+
+def find_samuroff(*folders: str | Path | None) -> Path | None:
+    """The Samuroff et al. (2021) 2-point file where this machine has it: under
+    ``$GALFORGE_SHARED_DATA``, then each of ``folders`` in turn (:data:`SAMUROFF_FILE`
+    below each); None when none has it (the workflow then draws and tables ours alone)."""
+    import os
+
+    for base in (os.environ.get("GALFORGE_SHARED_DATA"), *folders):
+        if base and (Path(base) / SAMUROFF_FILE).is_file():
+            return (Path(base) / SAMUROFF_FILE).resolve()
+    return None
 
 
 def read_samuroff(path: str | Path, snapshot: int = 99) -> dict[str, np.ndarray]:

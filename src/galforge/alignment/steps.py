@@ -237,10 +237,17 @@ def evaluate(catalog_in: str | Path, generated: dict[str, str | Path], stats_in:
     return report
 
 
-def figures(*, wgp: str | Path, checks: str | Path, metrics: str | Path, so3_report: str | Path,
-            so3_samples: str | Path, outdir: str | Path, cfg: dict[str, Any]) -> list[Path]:
+def figures(*, wgp: str | Path, checks: str | Path, metrics: str | Path,
+            diffusion_metrics: str | Path, so3_report: str | Path, so3_samples: str | Path,
+            ed_ee: str | Path, misalignments: str | Path,
+            catalog: str | Path, generated: dict[str, str | Path], outdir: str | Path,
+            cfg: dict[str, Any], samuroff: str | Path | None = None,
+            truth: str | Path | None = None) -> list[Path]:
     """The study's figures (PDF + PNG, stamped with the provenance of ``cfg``)."""
     from galforge.alignment.figures import make_figures
 
-    return make_figures(wgp=wgp, checks=checks, metrics=metrics, so3_report=so3_report,
-                        so3_samples=so3_samples, outdir=outdir, cfg=cfg)
+    return make_figures(wgp=wgp, checks=checks, metrics=metrics,
+                        diffusion_metrics=diffusion_metrics, so3_report=so3_report,
+                        so3_samples=so3_samples, ed_ee=ed_ee, misalignments=misalignments,
+                        catalog=catalog, generated=generated, outdir=outdir, cfg=cfg,
+                        samuroff=samuroff, truth=truth)
