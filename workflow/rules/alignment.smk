@@ -154,6 +154,7 @@ rule alignment_train_gan:
         config=cli_config("alignment", "graphs", "gan", "gan_train", "split"),
         workdir=res("alignment", "work/gan"),
     threads: 1
+    priority: TRAIN_PRIORITY["alignment"]
     resources:
         gpu=1,
     log:
@@ -181,6 +182,7 @@ rule alignment_train_diffusion:
         config=cli_config("alignment", "graphs", "diffusion", "diffusion_train", "split"),
         workdir=res("alignment", "work/diffusion"),
     threads: 1
+    priority: TRAIN_PRIORITY["alignment"]
     resources:
         gpu=1,
     log:
@@ -203,6 +205,7 @@ rule alignment_so3_benchmark:
     params:
         config=cli_config("alignment", "so3_benchmark"),
     threads: 1
+    priority: TRAIN_PRIORITY["alignment"]
     resources:
         gpu=1,
     log:

@@ -124,6 +124,7 @@ rule edf_train:
         workdir=lambda wildcards: res("edf", f"models/{wildcards.edf_model}/work"),
         cmd=EDF_TRAIN_CMD,
     threads: 1
+    priority: TRAIN_PRIORITY["edf"]
     resources:
         gpu=1 if _EDF_DEVICES == 1 else _EDF_DEVICES,
         mem_mb=8000,

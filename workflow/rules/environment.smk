@@ -145,6 +145,7 @@ rule environment_train:
         config=cli_config("environment", "model", "train", "split"),
         workdir=res("environment", "model/work"),
     threads: 1
+    priority: TRAIN_PRIORITY["environment"]
     resources:
         gpu=1,
         mem_mb=8000,

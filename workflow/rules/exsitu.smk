@@ -158,6 +158,7 @@ rule exsitu_train:
     wildcard_constraints:
         point="z[0-9]+_beta[-+.0-9e]+",
     threads: 1
+    priority: TRAIN_PRIORITY["exsitu"]
     resources:
         gpu=1,
     log:
@@ -213,6 +214,7 @@ rule exsitu_train_flow:
         config=cli_config("exsitu", "flow", "flow_train"),
         workdir=res("exsitu", "model/flow_work"),
     threads: 1
+    priority: TRAIN_PRIORITY["exsitu"]
     resources:
         gpu=1,
     log:

@@ -212,6 +212,7 @@ rule spectra_train:
         config=cli_config("spectra", "model", "train", "split"),
         workdir=res("spectra", "models/{model}/r{repeat}/work"),
     threads: 1
+    priority: TRAIN_PRIORITY["spectra"]
     resources:
         gpu=1,
         mem_mb=6000,
