@@ -125,7 +125,9 @@ def test_the_tiny_pipeline_runs_through_the_profile(slurm_run):
     assert [(rule_of(r), r["JobState"]) for r in failed] == [(FAILING_RULE, "FAILED")]
     ran = {rule_of(r) for r in records}
     for study in default_studies():
-        assert f"{study}_train" in ran and f"{study}_figures" in ran, ran
+        # every study trains (alignment_train_gan, exsitu_train_flow, ...) and draws its figures
+        assert any(r.startswith(f"{study}_train") for r in ran), (study, ran)
+        assert f"{study}_figures" in ran, (study, ran)
 
 
 def test_a_failed_job_is_retried_with_more_time_and_memory(slurm_run):
