@@ -99,6 +99,11 @@ def _fmt_int(n: int) -> str:
     return f"{int(n):,}"
 
 
+def _near_median(pairs: pd.DataFrame, dlogm: float = 0.1) -> float:
+    """Median kernel MMD² of the pairs closer than ``dlogm`` in log M*."""
+    return float(pairs.loc[pairs["dlogm"].abs() < dlogm, "mmd_kernel"].median())
+
+
 def parity_table(*, training: Mapping[str, Any], truth: Mapping[str, Any], mmd: pd.DataFrame,
                  cv: Mapping[str, Any], paper_parameters: int,
                  sampling: Mapping[str, Any] | None, scale: str, source: str) -> pd.DataFrame:
@@ -136,23 +141,22 @@ def parity_table(*, training: Mapping[str, Any], truth: Mapping[str, Any], mmd: 
     ]
     model = mmd[mmd["kind"] == "model"]
     data = mmd[mmd["kind"] == "data"]
-    near = float(truth.get("median_ratio_to_floor", math.nan))
+    ratio = float(truth.get("median_ratio_to_floor", math.nan))
     rows.append(parity_row(
         PAPER["heldout"],
         f"{float(truth['fraction_heldout_passing']):.0%} of {int(truth['n_heldout'])} within "
         f"{truth.get('floor_factor', 3)}× the noise floor and below the nearest neighbour",
         source=source,
-        note=f"kernel MMD² vs a fresh true sample (median {near:.2f}× the floor: "
+        note=f"kernel MMD² vs a fresh true sample (median {ratio:.2f}× the floor: "
              f"{truth.get('floor', 'two true samples')}); acceptance ≥ "
              f"{float(truth.get('required_fraction_passing', 0.8)):.0%}: "
              + ("pass" if truth.get("pass_heldout") else "fail")))
-    small = lambda t: t[t["dlogm"].abs() < 0.1]["mmd_kernel"].median()  # noqa: E731
     rows.append(parity_row(
         PAPER["rise"],
         f"Spearman {float(truth['spearman_mmd_vs_abs_dlogm']):.2f}",
         source=source,
         note=f"{len(model)} flow-vs-data and {len(data)} data-vs-data pairs; median kernel MMD² "
-             f"at |Δlog M*| < 0.1: flow {small(model):.4f}, data {small(data):.4f}; acceptance "
+             f"at |Δlog M*| < 0.1: flow {_near_median(model):.4f}, data {_near_median(data):.4f}; acceptance "
              f"Spearman ≥ {truth.get('min_spearman', 0.3)}: "
              + ("pass" if truth.get("pass_mmd_rises_with_dlogm") else "fail")))
     if sampling is not None:
